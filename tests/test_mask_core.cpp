@@ -134,7 +134,7 @@ TEST(Patterns, ParseAndValidate) {
   EXPECT_THROW(bad([](MaskSpec& s) { s.params.window = -1; }), InputError);
   EXPECT_THROW(bad([](MaskSpec& s) { s.params.keep = 0; }), InputError);
   EXPECT_THROW(bad([](MaskSpec& s) { s.pattern = Pattern::prefix_lm_causal; s.params.prefix = 101; }), InputError);
-  EXPECT_THROW(bad([](MaskSpec& s) { s.pattern = Pattern::global_sliding_window; s.params.global = 101; }), InputError);
+  EXPECT_THROW(bad([](MaskSpec& s) { s.pattern = Pattern::global_sliding_window; s.params.global = -1; }), InputError);
   EXPECT_THROW(bad([](MaskSpec& s) { s.params.doc_lens = std::vector<Index>{50, 49}; }),
                InputError);
 }

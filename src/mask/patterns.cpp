@@ -16,7 +16,6 @@ namespace {
 
 // Independent random streams of one mask: adding draws to one never shifts another.
 enum Stream : std::uint64_t {
-  kDocuments = 1,
   kPrefixes = 2,
   kBlockDocuments = 3,
   kPartition = 4,
@@ -63,8 +62,7 @@ void check_params(const MaskSpec& spec) {
   const Index s = spec.seqlen;
   if (s <= 0) bad(fmt::format("seqlen must be positive (got {})", s));
   if (p.window < 0) bad(fmt::format("window must be >= 0 (got {})", p.window));
-  if (spec.pattern == Pattern::global_sliding_window && (p.global < 0 || p.global > s))
-    bad(fmt::format("global must be in [0, seqlen = {}] (got {})", s, p.global));
+  if (p.global < 0) bad(fmt::format("global must be >= 0 (got {})", p.global));
   if (spec.pattern == Pattern::prefix_lm_causal && p.prefix && (*p.prefix < 1 || *p.prefix > s))
     bad(fmt::format("prefix must be in [1, seqlen = {}] (got {})", s, *p.prefix));
   if (p.block < 1) bad(fmt::format("block must be >= 1 (got {})", p.block));
@@ -166,7 +164,7 @@ SliceMask static_mask(const MaskSpec& spec, const Documents* docs, std::vector<I
       break;
     }
     case Pattern::global_sliding_window: {
-      const Index g = p.global;
+      const Index g = std::min(p.global, s);  // g >= S: every row is global
       if (g > 0) out.push_back({{0, g}, all, SliceType::full});  // global rows see every key
       if (g < s) {
         if (g > 0) out.push_back({{g, s}, {0, g}, SliceType::full});  // every row sees globals
