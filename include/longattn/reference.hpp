@@ -58,7 +58,8 @@ void reference_backward(const AttentionShape& s, const MaskRows& mask, std::span
 
 // Sampled backward for large S: dQ of the listed query rows and dK, dV of the listed key rows,
 // with everything they depend on (LSE and rowsum(dO * O) of every row that attends a listed key)
-// recomputed from Q, K, V, dO alone. Rows not listed are left untouched.
+// recomputed from Q, K, V, dO alone. Rows not listed are left untouched; here an empty list
+// means no rows (unlike reference_forward, where it means all).
 void reference_backward_sampled(const AttentionShape& s, const MaskRows& mask,
                                 std::span<const float> q, std::span<const float> k,
                                 std::span<const float> v, std::span<const float> d_o,
