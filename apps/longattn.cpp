@@ -24,6 +24,9 @@ int main(int argc, char** argv) {
 #ifdef LONGATTN_WITH_REPORT
   add_report_command(app);
 #endif
+#ifdef LONGATTN_WITH_PEERS
+  add_peers_command(app);
+#endif
 #ifdef LONGATTN_WITH_CP
   add_cp_command(app);
   add_comm_command(app);

@@ -3,6 +3,10 @@
 // longattn::InputError for bad input, which main() turns into a message and exit code 2.
 #include <CLI/CLI.hpp>
 
+namespace longattn::peers {
+struct BridgeOptions;
+}
+
 namespace longattn::cli {
 
 void add_masks_command(CLI::App& app);   // masks list | show | export
@@ -12,6 +16,9 @@ void add_suite_command(CLI::App& app);   // suite NAME
 void add_report_command(CLI::App& app);  // report RUN...
 void add_cp_command(CLI::App& app);      // cp (context parallelism, under mpirun)
 void add_comm_command(CLI::App& app);    // comm (communication model)
+void add_peers_command(CLI::App& app);   // peers list | bench | conformance (Python bridge)
+// The flags of the peer bridge (--python, --peer-device, --case-timeout, ...), shared by bench.
+void add_peer_bridge_options(CLI::App& app, peers::BridgeOptions& options);
 
 // Set by main() from the command's exit status; callbacks that fail without an exception
 // (a sweep with failed cases, say) set it.
