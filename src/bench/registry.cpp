@@ -33,8 +33,8 @@ constexpr BackendInfo kBackends[] = {
 #endif
 #ifdef LONGATTN_WITH_FLASH
     {"flash", Device::gpu,
-     "longattn's mask-aware flash kernels (mma.sync, sm_80+): every static mask, tile map + "
-     "partial-tile bitmasks",
+     "longattn's mask-aware flash kernels (mma.sync, sm_80+): every static mask, "
+     "document-aligned tiles + partial-tile bitmasks",
      make_flash_backend},
     {"flash_deterministic", Device::gpu,
      "flash with a deterministic backward (dQ from its own pass over query tiles, no atomics)",

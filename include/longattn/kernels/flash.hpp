@@ -1,0 +1,219 @@
+#pragma once
+// longattn's own mask-aware flash attention (portable tensor-core path: mma.sync, sm_80 and newer).
+//
+// The kernels are driven by a prepared mask (MaskTiles): for each outer tile (a query tile in the
+// forward pass, a key tile in the backward pass) the runs of inner chunks it must visit, full runs
+// with no mask arithmetic and partial runs each chunk of which carries an exact bitmask of its
+// allowed pairs. Everything is derived from the canonical SliceMask (its slices' boundaries and
+// the per-row / per-column key intervals); empty chunks are never listed, tiles line up with
+// documents, and work items are ordered heaviest first.
+//
+// Layouts as reference.hpp: Q, O, dO, dQ [S][Hq][D]; K, V, dK, dV [S][Hkv][D]; LSE [Hq][S] fp32
+// natural log. Rows without keys give O = 0, LSE = -inf and zero gradients.
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+#include "longattn/mask.hpp"
+#include "longattn/views/tile_map.hpp"
+
+struct CUstream_st;
+
+namespace longattn::flash {
+
+using Stream = CUstream_st*;
+
+enum class DType : std::int32_t { bf16, fp16 };
+
+// Device memory ran out while preparing (the benchmark reports the case as `oom`).
+struct DeviceOutOfMemory : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// ---- prepared masks ---------------------------------------------------------------------------
+//
+// The outer axis (queries in the forward pass, keys in the backward pass) is cut into outer tiles
+// of at most shape.rows (forward) or shape.cols (backward) positions that start at the slices'
+// boundaries (documents, prefixes, window edges), merging segments shorter than half a tile. For
+// each outer tile, the union of its lines' allowed intervals on the inner axis is cut into chunks
+// of the inner tile size starting at each interval's first position, so that tiles line up with
+// documents instead of straddling them. A chunk is full when every pair of the tile's positions
+// is allowed (and, in the query-major form, it has a whole tile of keys), else partial with an
+// exact bitmask. Empty chunks do not exist; outer tiles without any key still get a work item.
+
+// Positions [begin, end) of one outer tile.
+struct TileSpan {
+  std::int32_t begin = 0;
+  std::int32_t end = 0;
+};
+
+// Inner positions [begin, end) cut into chunks of the inner tile size from begin. bits < 0: every
+// chunk is full; else chunk i uses bitmask bits + i.
+struct TileRun32 {
+  std::int32_t begin = 0;
+  std::int32_t end = 0;
+  std::int32_t bits = -1;
+  std::int32_t reserved = 0;
+};
+
+// One CTA's work: outer tile `outer`, runs [run_begin, run_end) walked once for each pass in
+// [pass_begin, pass_end) (the query heads of a GQA group in the backward pass).
+struct WorkItem {
+  std::int32_t outer = 0;
+  std::int32_t run_begin = 0;
+  std::int32_t run_end = 0;
+  std::int16_t pass_begin = 0;
+  std::int16_t pass_end = 1;
+};
+
+struct PrepareOptions {
+  int passes = 1;          // walks of each outer tile's runs per CTA (backward: heads_q/heads_kv)
+  int heads = 1;           // CTAs per work item (the grid's other axis)
+  int num_sms = 0;         // for splitting; 0 = no splitting
+  bool allow_split = false;  // long outer tiles may be shared by several work items
+};
+
+// Host form. A bitmask is shape.rows query rows of shape.cols / 32 words, bit (c % 32) of word
+// c / 32 of row r set iff query q0 + r may attend key k0 + c, where q0, k0 are the tile's first
+// query and key.
+struct MaskTiles {
+  TileShape shape;         // rows = queries, cols = keys of one tile
+  bool key_major = false;  // outer tiles are key tiles (the backward pass)
+  Index seqlen_q = 0;
+  Index seqlen_k = 0;
+  std::vector<TileSpan> outer;
+  std::vector<std::int32_t> offsets;  // outer tile t's runs: [offsets[t], offsets[t + 1])
+  std::vector<TileRun32> runs;
+  std::vector<std::uint32_t> bits;    // partial chunks' bitmasks, in run order
+  std::vector<WorkItem> items;        // heaviest first
+  bool split = false;                 // some outer tile is shared by several items
+  Index issued_area = 0;              // pairs computed: rows x keys of every chunk
+
+  int num_outer() const { return int(outer.size()); }
+  Index words_per_tile() const { return shape.rows * (shape.cols / 32); }
+  Index partial_tiles() const { return Index(bits.size()) / words_per_tile(); }
+  Index listed_tiles() const;  // chunks
+};
+
+// Throws InputError for a tile shape whose key side is not a positive multiple of 32, or a mask
+// too large for 32-bit positions.
+MaskTiles prepare_mask(const SliceMask& m, TileShape shape, bool key_major,
+                       const PrepareOptions& opt = {});
+
+// Device form of a WorkItem: everything its CTA needs to start, in one 32-byte record (no chain
+// of dependent loads before the first tile is requested).
+struct ItemRecord {
+  std::int32_t outer_begin = 0;  // the outer tile's positions
+  std::int32_t outer_end = 0;
+  std::int32_t run_begin = 0;
+  std::int32_t run_end = 0;
+  std::int32_t passes = 0;  // pass_begin | pass_end << 16
+  std::int32_t first_begin = 0;  // runs[run_begin], when run_begin < run_end
+  std::int32_t first_end = 0;
+  std::int32_t first_bits = -1;
+};
+
+// Device view of a MaskTiles (plain pointers, passed to kernels by value).
+struct MaskView {
+  const TileRun32* runs = nullptr;
+  const std::uint32_t* bits = nullptr;
+  const ItemRecord* items = nullptr;
+  std::int32_t num_items = 0;
+  std::int32_t has_partial = 0;
+  std::int32_t split = 0;
+};
+
+// A MaskTiles copied to the device in one allocation.
+class DeviceMask {
+ public:
+  DeviceMask() = default;
+  explicit DeviceMask(const MaskTiles& host);
+  DeviceMask(DeviceMask&& o) noexcept;
+  DeviceMask& operator=(DeviceMask&& o) noexcept;
+  DeviceMask(const DeviceMask&) = delete;
+  DeviceMask& operator=(const DeviceMask&) = delete;
+  ~DeviceMask();
+
+  const MaskView& view() const { return view_; }
+  TileShape shape() const { return shape_; }
+  Index issued_area() const { return issued_area_; }
+
+ private:
+  void* block_ = nullptr;
+  MaskView view_;
+  TileShape shape_;
+  Index issued_area_ = 0;
+};
+
+// ---- kernel parameters and launches --------------------------------------------------------
+
+struct Shape {
+  std::int32_t seqlen_q = 0;
+  std::int32_t seqlen_k = 0;
+  std::int32_t heads_q = 1;
+  std::int32_t heads_kv = 1;
+  std::int32_t head_dim = 128;
+  float scale = 0;  // softmax scale
+};
+
+struct FwdParams {
+  Shape shape;
+  DType dtype = DType::bf16;
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  void* o = nullptr;
+  float* lse = nullptr;
+  MaskView mask;  // query-major, forward_tile(head_dim)
+  // Heads one CTA runs in turn on its query tile, prefetching the next head's Q and first K
+  // during the last key chunk (a divisor of heads_q); 0 = the default, 1.
+  std::int32_t heads_per_cta = 0;
+};
+
+struct BwdParams {
+  Shape shape;
+  DType dtype = DType::bf16;
+  bool deterministic = false;  // dQ from its own pass over query tiles instead of atomics
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  const void* o = nullptr;
+  const float* lse = nullptr;
+  const void* d_o = nullptr;
+  void* dq = nullptr;
+  void* dk = nullptr;
+  void* dv = nullptr;
+  // Workspace of backward_workspace_bytes(shape, deterministic, mask.split) bytes, 256-aligned.
+  void* workspace = nullptr;
+  MaskView mask;     // key-major, backward_tile(head_dim)
+  MaskView dq_mask;  // query-major, dq_tile(head_dim); used when deterministic
+};
+
+// The tile shapes the kernels are compiled for.
+TileShape forward_tile(int head_dim);
+TileShape backward_tile(int head_dim);
+TileShape dq_tile(int head_dim);
+
+bool supported_head_dim(int head_dim);
+std::size_t backward_workspace_bytes(const Shape& s, bool deterministic, bool split_kv);
+
+// The single dispatch point: (dtype, head_dim, has partial tiles, deterministic) become
+// compile-time constants here. Throw InputError on unsupported shapes; kernel launch failures
+// throw std::runtime_error.
+void run_forward(const FwdParams& p, Stream stream);
+void run_backward(const BwdParams& p, Stream stream);
+
+// ---- convenience: everything one (mask, head_dim) needs ----------------------------------------
+
+struct Plan {
+  DeviceMask fwd;
+  DeviceMask bwd;
+  DeviceMask dq;
+  std::size_t workspace_bytes = 0;  // backward workspace
+};
+// Heads decide the backward's work split (over the current device's SMs). Deterministic plans
+// never split (dK, dV are then written without atomics).
+Plan make_plan(const SliceMask& m, const Shape& shape, bool backward, bool deterministic);
+
+}  // namespace longattn::flash

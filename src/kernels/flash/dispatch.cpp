@@ -1,0 +1,125 @@
+// The single dispatch point: run-time (dtype, head_dim) become the template arguments of the
+// launch functions instantiated one per .cu file; the launch functions turn the remaining flags
+// (partial tiles present, deterministic backward) into compile-time constants of the kernels.
+#include <cuda_runtime_api.h>
+#include <fmt/format.h>
+
+#include "launch.hpp"
+#include "longattn/error.hpp"
+
+namespace longattn::flash {
+
+namespace {
+
+void validate(const Shape& s, const char* what) {
+  if (s.seqlen_q <= 0 || s.seqlen_k <= 0)
+    throw InputError(fmt::format("flash {}: sequence lengths {} and {} must be positive", what,
+                                 s.seqlen_q, s.seqlen_k));
+  if (s.heads_kv <= 0 || s.heads_q <= 0 || s.heads_q % s.heads_kv != 0)
+    throw InputError(fmt::format("flash {}: heads_q {} must be a positive multiple of heads_kv {}",
+                                 what, s.heads_q, s.heads_kv));
+  if (!supported_head_dim(s.head_dim))
+    throw InputError(fmt::format("flash {}: head_dim {} is not one of 64, 128", what, s.head_dim));
+  if (!(s.scale > 0))
+    throw InputError(fmt::format("flash {}: softmax scale {} must be positive", what, s.scale));
+}
+
+template <class F>
+void dispatch(DType dt, int head_dim, F&& f) {
+  if (dt == DType::bf16) {
+    if (head_dim == 64) return f.template operator()<DType::bf16, 64>();
+    return f.template operator()<DType::bf16, 128>();
+  }
+  if (head_dim == 64) return f.template operator()<DType::fp16, 64>();
+  return f.template operator()<DType::fp16, 128>();
+}
+
+}  // namespace
+
+bool supported_head_dim(int head_dim) { return head_dim == 64 || head_dim == 128; }
+
+TileShape forward_tile(int head_dim) {
+  if (head_dim == 64) return {FwdTile<64>::kRows, FwdTile<64>::kCols};
+  return {FwdTile<128>::kRows, FwdTile<128>::kCols};
+}
+TileShape backward_tile(int head_dim) {
+  if (head_dim == 64) return {BwdTile<64>::kRows, BwdTile<64>::kCols};
+  return {BwdTile<128>::kRows, BwdTile<128>::kCols};
+}
+TileShape dq_tile(int head_dim) {
+  if (head_dim == 64) return {DqTile<64>::kRows, DqTile<64>::kCols};
+  return {DqTile<128>::kRows, DqTile<128>::kCols};
+}
+
+std::size_t backward_workspace_bytes(const Shape& s, bool deterministic, bool split_kv) {
+  auto align = [](std::size_t n) { return (n + 255) / 256 * 256; };
+  const std::size_t rows = std::size_t(s.heads_q) * std::size_t(s.seqlen_q);
+  const std::size_t kv = std::size_t(s.heads_kv) * std::size_t(s.seqlen_k) * s.head_dim;
+  std::size_t n = 2 * align(rows * 4);
+  if (!deterministic) n += align(rows * std::size_t(s.head_dim) * 4);
+  if (split_kv) n += 2 * align(kv * 4);
+  return n;
+}
+
+void run_forward(const FwdParams& p, Stream stream) {
+  validate(p.shape, "forward");
+  if (!p.q || !p.k || !p.v || !p.o || !p.lse || !p.mask.items)
+    throw InputError("flash forward: a tensor or the mask is missing");
+  if (p.mask.num_items > 65535)
+    throw InputError(fmt::format("flash forward: {} query tiles exceed one launch's grid",
+                                 p.mask.num_items));
+  FwdParams q = p;
+  // Several heads per CTA (each prefetching the next one's first loads) measured no faster on
+  // H100, even for short document tiles, and coarser work hurt masks with uneven rows.
+  if (q.heads_per_cta == 0) q.heads_per_cta = 1;
+  if (q.heads_per_cta < 1 || p.shape.heads_q % q.heads_per_cta != 0)
+    throw InputError(fmt::format("flash forward: {} heads per CTA do not divide heads_q {}",
+                                 q.heads_per_cta, p.shape.heads_q));
+  dispatch(q.dtype, q.shape.head_dim,
+           [&]<DType Dt, int D>() { launch_forward<Dt, D>(q, stream); });
+}
+
+void run_backward(const BwdParams& p, Stream stream) {
+  validate(p.shape, "backward");
+  if (!p.q || !p.k || !p.v || !p.o || !p.lse || !p.d_o || !p.dq || !p.dk || !p.dv ||
+      !p.workspace || !p.mask.items || (p.deterministic && !p.dq_mask.items))
+    throw InputError("flash backward: a tensor, the workspace or a mask is missing");
+  if (p.deterministic && p.mask.split)
+    throw InputError("flash backward: a deterministic backward needs an unsplit key-tile plan");
+  if (p.mask.num_items > 65535 || p.dq_mask.num_items > 65535)
+    throw InputError("flash backward: too many tiles for one launch's grid");
+  dispatch(p.dtype, p.shape.head_dim,
+           [&]<DType Dt, int D>() { launch_backward<Dt, D>(p, stream); });
+}
+
+Plan make_plan(const SliceMask& m, const Shape& shape, bool backward, bool deterministic) {
+  if (!supported_head_dim(shape.head_dim))
+    throw InputError(fmt::format("flash: head_dim {} is not one of 64, 128", shape.head_dim));
+  if (m.seqlen_q() != shape.seqlen_q || m.seqlen_k() != shape.seqlen_k)
+    throw InputError(fmt::format("flash: a {} x {} mask for sequence lengths {} x {}",
+                                 m.seqlen_q(), m.seqlen_k(), shape.seqlen_q, shape.seqlen_k));
+  if (shape.heads_kv <= 0 || shape.heads_q % shape.heads_kv != 0)
+    throw InputError(fmt::format("flash: heads_q {} must be a positive multiple of heads_kv {}",
+                                 shape.heads_q, shape.heads_kv));
+  Plan plan;
+  plan.fwd = DeviceMask(prepare_mask(m, forward_tile(shape.head_dim), false));
+  if (backward) {
+    int device = 0, sms = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
+      sms = 0;
+    (void)cudaGetLastError();
+    PrepareOptions opt;
+    opt.passes = shape.heads_q / shape.heads_kv;
+    opt.heads = shape.heads_kv;
+    opt.num_sms = sms;
+    opt.allow_split = !deterministic;
+    plan.bwd = DeviceMask(prepare_mask(m, backward_tile(shape.head_dim), true, opt));
+    if (deterministic) plan.dq = DeviceMask(prepare_mask(m, dq_tile(shape.head_dim), false));
+    plan.workspace_bytes =
+        backward_workspace_bytes(shape, deterministic, plan.bwd.view().split != 0);
+  }
+  return plan;
+}
+
+}  // namespace longattn::flash

@@ -1,0 +1,142 @@
+// The `flash` backend (and `flash_deterministic`, whose backward computes dQ without atomics):
+// longattn's own mask-aware kernels behind the benchmark's Backend interface. prepare() derives
+// the tile lists and partial-tile bitmasks from the canonical mask and allocates the backward
+// workspace; forward/backward only enqueue kernels.
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include <memory>
+
+#include "longattn/bench/backend.hpp"
+#include "longattn/kernels/flash.hpp"
+
+namespace longattn::bench {
+namespace {
+
+flash::DType flash_dtype(DType t) {
+  return t == DType::bf16 ? flash::DType::bf16 : flash::DType::fp16;
+}
+
+class FlashPlan final : public Plan {
+ public:
+  FlashPlan(const Problem& p, bool deterministic) : deterministic_(deterministic) {
+    const AttentionShape& s = p.shape;
+    shape_ = {std::int32_t(s.seqlen_q), std::int32_t(s.seqlen_k), s.heads_q, s.heads_kv,
+              s.head_dim, s.softmax_scale()};
+    dtype_ = flash_dtype(p.dtype);
+    const auto& mask = std::get<SliceMask>(p.canonical());
+    const bool backward = runs_backward(p.direction);
+    try {
+      plan_ = flash::make_plan(mask, shape_, backward, deterministic);
+    } catch (const flash::DeviceOutOfMemory& e) {
+      throw OutOfMemory(e.what());
+    }
+    if (backward) {
+      const std::size_t bytes = plan_.workspace_bytes;
+      if (const cudaError_t e = cudaMalloc(&workspace_, bytes); e != cudaSuccess) {
+        (void)cudaGetLastError();
+        workspace_ = nullptr;
+        const std::string msg = fmt::format("flash: {} bytes of backward workspace: {}", bytes,
+                                            cudaGetErrorString(e));
+        if (e == cudaErrorMemoryAllocation) throw OutOfMemory(msg);
+        throw std::runtime_error(msg);
+      }
+    }
+  }
+  ~FlashPlan() override {
+    if (workspace_) cudaFree(workspace_);
+  }
+  FlashPlan(const FlashPlan&) = delete;
+  FlashPlan& operator=(const FlashPlan&) = delete;
+
+  void forward(const Tensors& t, Stream stream) override {
+    flash::FwdParams p;
+    p.shape = shape_;
+    p.dtype = dtype_;
+    p.q = t.q;
+    p.k = t.k;
+    p.v = t.v;
+    p.o = t.o;
+    p.lse = t.lse;
+    p.mask = plan_.fwd.view();
+    flash::run_forward(p, stream);
+  }
+
+  void backward(const Tensors& t, Stream stream) override {
+    flash::BwdParams p;
+    p.shape = shape_;
+    p.dtype = dtype_;
+    p.deterministic = deterministic_;
+    p.q = t.q;
+    p.k = t.k;
+    p.v = t.v;
+    p.o = t.o;
+    p.lse = t.lse;
+    p.d_o = t.d_o;
+    p.dq = t.dq;
+    p.dk = t.dk;
+    p.dv = t.dv;
+    p.workspace = workspace_;
+    p.mask = plan_.bwd.view();
+    p.dq_mask = plan_.dq.view();
+    flash::run_backward(p, stream);
+  }
+
+  // The forward's tiles (the backward visits the same pairs in its own tile shape).
+  std::optional<Index> issued_area() const override { return plan_.fwd.issued_area(); }
+
+ private:
+  flash::Shape shape_;
+  flash::DType dtype_ = flash::DType::bf16;
+  bool deterministic_ = false;
+  flash::Plan plan_;
+  void* workspace_ = nullptr;
+};
+
+class FlashBackend final : public Backend {
+ public:
+  explicit FlashBackend(bool deterministic) : deterministic_(deterministic) {
+    caps_.device = Device::gpu;
+    caps_.dtypes = {DType::bf16, DType::fp16};
+    caps_.head_dims = {64, 128};
+    caps_.gqa = true;
+    caps_.forward = true;
+    caps_.backward = true;
+    caps_.dynamic_masks = false;
+    caps_.masks =
+        "all 12 static masks: document-aligned tiles of the canonical mask, exact bitmasks on "
+        "partial tiles";
+  }
+  std::string_view name() const override {
+    return deterministic_ ? "flash_deterministic" : "flash";
+  }
+  const Capabilities& capabilities() const override { return caps_; }
+  std::string version() const override { return "longattn flash (mma.sync, sm_80+)"; }
+
+  std::optional<std::string> unsupported_reason(const Problem& p) const override {
+    if (!std::holds_alternative<SliceMask>(p.canonical()))
+      return std::string("flash runs static masks only");
+    // Grid rows are outer tiles: at most 65535 of the smallest (64 rows) tile.
+    if (p.shape.seqlen_q > Index(65535) * 64 || p.shape.seqlen_k > Index(65535) * 64)
+      return fmt::format("flash: sequence length {} is too long for one launch",
+                         std::max(p.shape.seqlen_q, p.shape.seqlen_k));
+    return std::nullopt;
+  }
+
+  std::unique_ptr<Plan> prepare(const Problem& p) override {
+    return std::make_unique<FlashPlan>(p, deterministic_);
+  }
+
+ private:
+  bool deterministic_;
+  Capabilities caps_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_flash_backend() { return std::make_unique<FlashBackend>(false); }
+std::unique_ptr<Backend> make_flash_deterministic_backend() {
+  return std::make_unique<FlashBackend>(true);
+}
+
+}  // namespace longattn::bench
