@@ -3,7 +3,7 @@
 set -euo pipefail
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 pkgs=(cmake ninja-build g++ libcli11-dev nlohmann-json3-dev libfmt-dev libgtest-dev googletest
-      libopenmpi-dev openmpi-bin libpng-dev python3-pip)
+      libopenmpi-dev openmpi-bin libpng-dev libbenchmark-dev python3-pip chromium)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -11,6 +11,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # cuDNN frontend headers for the cudnn backend (header-only; libcudnn comes with CUDA).
-python3 -c 'import importlib.metadata as m; m.distribution("nvidia-cudnn-frontend")' 2>/dev/null ||
-  python3 -m pip install -q --disable-pip-version-check nvidia-cudnn-frontend
+# Debian's own python3 is "externally managed": pip then needs --break-system-packages.
+if ! python3 -c 'import importlib.metadata as m; m.distribution("nvidia-cudnn-frontend")' 2>/dev/null; then
+  python3 -m pip install -q --disable-pip-version-check nvidia-cudnn-frontend 2>/dev/null ||
+    python3 -m pip install -q --disable-pip-version-check --break-system-packages nvidia-cudnn-frontend
+fi
+# numpy and pytest for the peer bridge's CPU tests (python/tests).
+if ! python3 -c 'import numpy, pytest' 2>/dev/null; then
+  python3 -m pip install -q --disable-pip-version-check numpy pytest 2>/dev/null ||
+    python3 -m pip install -q --disable-pip-version-check --break-system-packages numpy pytest
+fi
 echo "setup: dependencies present"

@@ -9,6 +9,7 @@
 
 #include "commands/commands.hpp"
 #include "commands/mask_options.hpp"
+#include "commands/sweep.hpp"
 #include "longattn/bench/backend.hpp"
 #include "longattn/bench/environment.hpp"
 #include "longattn/bench/grid.hpp"
@@ -27,12 +28,7 @@ struct BenchOptions {
   MaskOptions mask;  // the shared mask parameter flags
   int draws = 1;
   std::uint64_t seed = 0;
-  TimingOptions timing;
-  bool no_l2_flush = false;
-  Index check_rows = CheckOptions{}.rows;
-  bool no_check = false;
-  std::string out;
-  bool json = false;
+  SweepOptions sweep;  // timing, correctness, output, peer bridge
   bool list_backends = false;
 };
 
@@ -45,7 +41,7 @@ Grid build_grid(const BenchOptions& o, bool gpu) {
   }
   if (!o.backends.empty()) g.backends = o.backends;
   for (const std::string& b : g.backends)
-    if (!find_backend(b)) make_backend(b);  // throws InputError listing the built-in backends
+    if (!known_backend(b)) make_backend(b);  // throws InputError listing the built-in backends
   const MaskParams params = to_params(o.mask);
   if (!o.masks.empty()) {
     g.masks.clear();
@@ -92,61 +88,9 @@ void run_bench(const BenchOptions& o) {
   const Grid grid = build_grid(o, gpu);
   const std::vector<Case> cases = expand(grid);
 
-  RunOptions ro;
-  ro.timing = o.timing;
-  ro.timing.l2_flush = !o.no_l2_flush;
-  validate(ro.timing);
-  if (o.check_rows < 0) throw InputError(fmt::format("--check-rows must be >= 0, got {}", o.check_rows));
-  ro.check.rows = o.check_rows;
-  ro.check.enabled = !o.no_check;
-
-  std::ofstream jsonl, csv;
-  if (!o.out.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(o.out, ec);
-    if (ec) throw InputError(fmt::format("--out: cannot create '{}': {}", o.out, ec.message()));
-    jsonl.open(std::filesystem::path(o.out) / "records.jsonl");
-    csv.open(std::filesystem::path(o.out) / "results.csv");
-    if (!jsonl || !csv) throw InputError(fmt::format("--out: cannot write into '{}'", o.out));
-    csv << csv_header() << '\n';
-  }
-
-  auto env = std::make_shared<const Environment>(collect_environment(LONGATTN_GIT_COMMIT));
-  if (!o.json) {
-    fmt::print("# longattn bench  commit {}  {}\n", env->git_commit, env->timestamp);
-    if (env->gpu)
-      fmt::print("# GPU {} ({} SMs, {:.0f} GiB, L2 {:.0f} MiB)  driver {}  CUDA runtime {}  cuDNN {}  "
-                 "cuBLAS {}  NCCL {}\n",
-                 env->gpu_name, env->gpu_sm_count, env->gpu_memory_gib, env->gpu_l2_mib, env->driver,
-                 env->cuda_runtime, env->cudnn, env->cublas, env->nccl);
-    else
-      fmt::print("# no GPU: host {} ({} threads)\n", env->hostname, env->cpu_threads);
-    fmt::print("# {} cases; timing: warm-up {}, reps {}..{} within {} s per phase, L2 flush {}; "
-               "errors vs CPU reference ({})\n",
-               cases.size(), ro.timing.warmup, ro.timing.min_reps, ro.timing.max_reps,
-               ro.timing.time_budget_s, ro.timing.l2_flush ? "on" : "off",
-               ro.check.enabled ? "on" : "off");
-    fmt::print("{}\n", table_header());
-    std::fflush(stdout);
-  }
-
-  Runner runner(ro, env);
-  Progress progress(cases.size());
-  std::size_t failed = 0;
-  progress.update(0, cases.empty() ? "" : describe(cases.front()));
-  runner.run_all(cases, [&](const Record& r, std::size_t i) {
-    if (r.status == Status::error || r.status == Status::wrong) ++failed;
-    const std::string line = to_json(r).dump();
-    if (o.json) fmt::print("{}\n", line);
-    else fmt::print("{}\n", table_row(r));
-    std::fflush(stdout);
-    if (jsonl.is_open()) {
-      jsonl << line << '\n' << std::flush;
-      csv << csv_row(r) << '\n' << std::flush;
-    }
-    progress.update(i + 1, i + 1 < cases.size() ? describe(cases[i + 1]) : "done");
-  });
-  if (failed > 0) exit_code = 1;
+  BenchOptions run = o;
+  finish_sweep_options(run.sweep);
+  if (run_sweep(cases, run.sweep, "longattn bench") > 0) exit_code = 1;
 }
 
 }  // namespace
@@ -181,26 +125,7 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--seed", o->seed, "seed of the first draw (masks and inputs)")->capture_default_str();
   add_mask_param_options(*cmd, o->mask);
-  cmd->add_option("--reps", o->timing.max_reps, "most timed repetitions per phase")->capture_default_str()
-      ->group("Timing");
-  cmd->add_option("--min-reps", o->timing.min_reps, "fewest timed repetitions per phase")
-      ->capture_default_str()->group("Timing");
-  cmd->add_option("--time-budget", o->timing.time_budget_s,
-                  "seconds per timed phase: short cases get more reps, up to --reps")
-      ->capture_default_str()->group("Timing");
-  cmd->add_option("--warmup", o->timing.warmup, "untimed calls before timing")->capture_default_str()
-      ->group("Timing");
-  cmd->add_flag("--no-l2-flush", o->no_l2_flush, "do not flush the L2 cache between repetitions")
-      ->group("Timing");
-  cmd->add_option("--check-rows", o->check_rows,
-                  "rows compared with the CPU reference when a full check is too costly (0 = all "
-                  "rows always)")
-      ->capture_default_str()->group("Correctness");
-  cmd->add_flag("--no-check", o->no_check, "skip the correctness check")->group("Correctness");
-  cmd->add_option("--out", o->out, "directory for records.jsonl (one JSON record per case) and results.csv")
-      ->group("Output");
-  cmd->add_flag("--json", o->json, "print one JSON record per case on stdout instead of the table")
-      ->group("Output");
+  add_sweep_options(*cmd, o->sweep);
   cmd->callback([o] { run_bench(*o); });
 }
 

@@ -1,0 +1,51 @@
+#pragma once
+// The single-device attention a context-parallel algorithm calls for each (query tokens, key
+// tokens) pair it holds: a kernel with a setup phase outside timing (a plan for one shape and
+// sub-mask) and forward/backward calls on the device's buffers.
+//
+// Contract (layouts of reference.hpp, in the Device's memory, Q/K/V/dO in the activation dtype):
+//   forward(q, k, v) -> O in step_dtype(), LSE fp32 [heads_q][seqlen_q]: attention of the plan's
+//     rows against the given keys only (a partial result the algorithm merges).
+//   backward(q, k, v, o, lse, dO) -> dQ, dK, dV in step_dtype(), overwritten: this key block's
+//     contribution, computed from the FINAL O and LSE of the rows (D = rowsum(dO * O) then belongs
+//     to the full row, so the contributions of all key blocks sum to the exact gradient).
+// Plans are only made for non-empty sub-masks; the algorithms skip empty steps.
+#include <memory>
+#include <string>
+
+#include "longattn/cp/device.hpp"
+#include "longattn/mask.hpp"
+#include "longattn/reference.hpp"
+
+namespace longattn::cp {
+
+class LocalPlan {
+ public:
+  virtual ~LocalPlan() = default;
+  virtual void forward(TensorRef q, TensorRef k, TensorRef v, TensorRef o, TensorRef lse) = 0;
+  virtual void backward(TensorRef q, TensorRef k, TensorRef v, TensorRef o, TensorRef lse,
+                        TensorRef d_o, TensorRef dq, TensorRef dk, TensorRef dv) = 0;
+};
+
+class LocalAttention {
+ public:
+  virtual ~LocalAttention() = default;
+  virtual std::string name() const = 0;
+  // dtype of the per-step O and dQ/dK/dV it writes for activations of dtype `activations`.
+  virtual DType step_dtype(DType activations) const = 0;
+  // Setup outside timing for one (shape, non-empty mask); with `backward` the plan serves both
+  // passes, else the forward only. Throws bench::Unsupported when the kernel cannot run it (the
+  // reason says why), InputError for bad input.
+  virtual std::unique_ptr<LocalPlan> plan(const AttentionShape& shape, const SliceMask& mask,
+                                          DType dtype, bool backward) = 0;
+};
+
+// The CPU reference (fp32): reference_forward / reference_backward over the sub-mask's row
+// intervals. threads: the reference's worker threads (1 when ranks share a few cores).
+std::unique_ptr<LocalAttention> make_reference_attention(int threads);
+
+// A GPU kernel by name ("flash", or a bench backend such as "cudnn" or "naive", which then must
+// accept the sub-masks' shapes). Throws InputError in a build without CUDA or for an unknown name.
+std::unique_ptr<LocalAttention> make_gpu_attention(const std::string& kernel, Device& device);
+
+}  // namespace longattn::cp

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The measurements recorded under docs/results/, in device calls on the GPU machine (run
+# scripts/make_deps.sh here first and carry .deps). Each step writes into $OUT.
+#   scripts/device_results.sh build      configure + build (sm_90a), GPU tests
+#   scripts/device_results.sh kernels    12 static masks at 16K: flash, cudnn and PyTorch peers
+#   scripts/device_results.sh quick      `longattn suite quick` and its report
+# Set LONGATTN_GIT_COMMIT to the commit the tree was copied from (the copy has no .git).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+OUT=${OUT:-$root/device-out}
+mkdir -p "$OUT"
+export PATH=/usr/local/cuda/bin:$PATH
+build=$root/build-device
+bin=$build/apps/longattn
+shapes=(--heads 64:8 --head-dim 128 --dtype bf16)
+
+case ${1:-} in
+  build)
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/env.txt"
+    python3 -c 'import torch; print("torch", torch.__version__, "cuDNN", torch.backends.cudnn.version())' \
+      >>"$OUT/env.txt" 2>&1
+    cmake -S . -B "$build" -G Ninja -DLONGATTN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a \
+      -DCMAKE_DISABLE_FIND_PACKAGE_MPI=ON -DLONGATTN_BENCHMARKS=OFF >"$OUT/build.log" 2>&1 &&
+      ninja -C "$build" -j16 longattn longattn_gpu_tests >>"$OUT/build.log" 2>&1 ||
+      { grep -E -A5 "error|FAILED" "$OUT/build.log" | head -60; exit 1; }
+    echo "== built"
+    ctest --test-dir "$build" -L gpu --output-on-failure --timeout 400 >"$OUT/ctest_gpu.log" 2>&1
+    echo "== ctest -L gpu: exit $?"; tail -5 "$OUT/ctest_gpu.log"
+    ;;
+  kernels)
+    args=(--backend flash,cudnn,torch.sdpa.flash,torch.sdpa.cudnn,torch.flex --seqlen 16K
+          "${shapes[@]}" --direction fwdbwd --check-rows 64 --time-budget 0.3)
+    echo "command: longattn bench ${args[*]} --out \$OUT/kernels16k" | tee "$OUT/kernels16k.txt"
+    "$bin" bench "${args[@]}" --out "$OUT/kernels16k" >>"$OUT/kernels16k.txt" 2>"$OUT/kernels16k.err"
+    echo "== exit $?"; cat "$OUT/kernels16k.txt"; tail -5 "$OUT/kernels16k.err"
+    ;;
+  quick)
+    echo "command: longattn suite quick --out \$OUT/quick" | tee "$OUT/quick.txt"
+    "$bin" suite quick --out "$OUT/quick" --check-rows 64 >>"$OUT/quick.txt" 2>"$OUT/quick.err"
+    echo "== exit $?"; cat "$OUT/quick.txt"; tail -3 "$OUT/quick.err"
+    ;;
+  *) echo "usage: $0 build|kernels|quick" >&2; exit 2 ;;
+esac
