@@ -34,11 +34,6 @@ struct BenchOptions {
 
 Grid build_grid(const BenchOptions& o, bool gpu) {
   Grid g = gpu ? default_gpu_grid() : default_cpu_grid();
-  if (gpu) {
-    g.backends.clear();
-    for (const BackendInfo& b : registered_backends())
-      if (b.device == Device::gpu) g.backends.emplace_back(b.name);
-  }
   if (!o.backends.empty()) g.backends = o.backends;
   for (const std::string& b : g.backends)
     if (!known_backend(b)) make_backend(b);  // throws InputError listing the built-in backends

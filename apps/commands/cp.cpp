@@ -227,6 +227,7 @@ void run_cp(const CpOptionsCli& o) {
     for (const std::string& p : group.all_gather(problem))
       if (!p.empty()) throw InputError(p);
 
+    CpRunner runner(group, ro, env);
     if (root && !o.json) {
       fmt::print("# longattn cp  commit {}  {}  {} ranks, {} device, {} kernel, {}\n",
                  env->git_commit, env->timestamp, group.size(), ro.gpu ? "GPU" : "CPU",
@@ -241,7 +242,6 @@ void run_cp(const CpOptionsCli& o) {
       fmt::print("{}", table_header());
       std::fflush(stdout);
     }
-    CpRunner runner(group, ro, env);
     int failed = 0;
     for (const CpCase& c : cases) {
       CpRecord rec = runner.run(c);

@@ -1,5 +1,7 @@
 #include "longattn/bench/grid.hpp"
 
+#include "longattn/bench/backend.hpp"
+
 #include <fmt/format.h>
 
 #include "longattn/error.hpp"
@@ -78,6 +80,8 @@ std::vector<MaskAxis> static_patterns() {
 
 Grid default_gpu_grid() {
   Grid g;
+  for (const BackendInfo& b : registered_backends())
+    if (b.device == Device::gpu) g.backends.emplace_back(b.name);
   g.masks = static_patterns();
   for (Index k : {1, 2, 4, 8, 16, 24, 32, 40, 48}) g.seqlens.push_back(k * 1024);
   g.heads = {HeadConfig{64, 8, 128}, HeadConfig{64, 64, 128}};

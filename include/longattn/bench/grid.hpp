@@ -32,7 +32,7 @@ struct Grid {
 std::vector<Case> expand(const Grid& g);
 std::size_t grid_size(const Grid& g);  // number of cases expand() makes
 
-// The defaults. On a GPU: the paper's dense suite, S in {1K, 2K, 4K, 8K, 16K, 24K, 32K, 40K,
+// The defaults. On a GPU: every GPU backend built in, the paper's dense suite, S in {1K, 2K, 4K, 8K, 16K, 24K, 32K, 40K,
 // 48K}, GQA 64:8 and MHA 64:64, D = 128, bf16, fwd+bwd, every static pattern, one draw.
 // Without a GPU: the cpu backend on sizes that finish in about a minute on two cores.
 Grid default_gpu_grid();
