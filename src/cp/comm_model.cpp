@@ -36,12 +36,11 @@ CommVolume comm_model(const CommShape& c) {
   const std::uint64_t q = hq / U, k = std::max<std::uint64_t>(hkv / U, 1), T = U * s;
   CommVolume v;
   if (t.algorithm == Algorithm::ring_allgather) {
-    if (N > 1) {
-      const std::uint64_t kv = 2 * s * hkv * D;
-      add(v.forward, CommOp::all_gather, (N - 1) * kv * b, 1);
-      add(v.backward, CommOp::all_gather, (N - 1) * kv * b, 1);
-      add(v.backward, CommOp::reduce_scatter, (N - 1) * kv * kPartialBytes, 1);
-    }
+    // The collectives are called on one rank too (moving nothing), as the communicator counts.
+    const std::uint64_t kv = 2 * s * hkv * D;
+    add(v.forward, CommOp::all_gather, (N - 1) * kv * b, 1);
+    add(v.backward, CommOp::all_gather, (N - 1) * kv * b, 1);
+    add(v.backward, CommOp::reduce_scatter, (N - 1) * kv * kPartialBytes, 1);
     return v;
   }
   if (U > 1) {

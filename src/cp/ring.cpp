@@ -10,8 +10,6 @@
 // partials ride the outer ring, and one last inner hop brings the total home: R - 1 transfers of a
 // dK/dV block per rank, like K/V. K/V and dK/dV use separate communicators so that both travel
 // at once.
-#include <fmt/format.h>
-
 #include <limits>
 #include <optional>
 #include <type_traits>
