@@ -180,6 +180,14 @@ TEST(Cli, ExportJsonRoundTripsThroughMaskFile) {
     ASSERT_EQ(longattn({"masks", "export", "--mask-file", file, "--output", again}).status, 0);
     EXPECT_EQ(read_file(file), read_file(again)) << pattern;
   }
+  // A loaded document mask is recognised as one (its cu_seqlens view) and reports its documents.
+  const std::string docs = (dir / "docs.json").string();
+  ASSERT_EQ(longattn({"masks", "export", "full_document", "--doc-lens", "5,7,3", "-o", docs}).status, 0);
+  const auto d = json_of(longattn({"masks", "show", "--mask-file", docs, "--json"}));
+  EXPECT_EQ(d["documents"]["count"], 3);
+  EXPECT_EQ(d["documents"]["min"], 3);
+  EXPECT_EQ(d["documents"]["max"], 7);
+  EXPECT_EQ(d["area"], 25 + 49 + 9);
   // To stdout by default.
   const auto j = json_of(longattn({"masks", "export", "causal", "--seqlen", "8"}));
   EXPECT_TRUE(j.is_object());

@@ -54,7 +54,7 @@ TEST(Chart, DrawsEveryFinitePointAndALegend) {
   const std::string svg = c.svg();
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
   EXPECT_NE(svg.find("class=\"chart\""), std::string::npos);
-  EXPECT_EQ(count(svg, "data-point"), 3);
+  EXPECT_EQ(count(svg, "data-point=\"1\""), 3);
   EXPECT_NE(svg.find(">4K<"), std::string::npos);
   EXPECT_FALSE(c.empty());
   EXPECT_TRUE(LineChart{}.empty());
@@ -69,7 +69,7 @@ TEST(RunReport, ChartsSupportMatrixAndWinners) {
   EXPECT_EQ(count(rep.html, "class=\"chart\""), 2 + 2 + 2);
   EXPECT_EQ(rep.charts.size(), 6u);
   // 2 backends x 2 lengths on causal per direction, 1 backend x 2 on shared_question
-  EXPECT_EQ(count(rep.html, "data-point"), (4 + 2) * 2 + 6);
+  EXPECT_EQ(count(rep.html, "data-point=\"1\""), (4 + 2) * 2 + 6);
   EXPECT_NE(rep.html.find("<td class=\"unsupported\""), std::string::npos);
   EXPECT_NE(rep.html.find("id=\"self-check\""), std::string::npos);
   // cudnn wins causal forward at 4K (310 > 304), flash at 16K (316 > 310)

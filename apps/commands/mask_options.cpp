@@ -1,5 +1,7 @@
 #include "commands/mask_options.hpp"
 
+#include "longattn/units.hpp"
+
 #include <fmt/format.h>
 
 #include <charconv>
@@ -10,6 +12,7 @@
 #include "longattn/error.hpp"
 #include "longattn/mask_json.hpp"
 #include "longattn/sampler.hpp"
+#include "longattn/views/cu_seqlens.hpp"
 
 namespace longattn::cli {
 namespace {
@@ -68,25 +71,7 @@ void add_mask_options(CLI::App& app, MaskOptions& o) {
                  "load the mask from a JSON slice list instead of a PATTERN (see `masks export`)");
 }
 
-Index parse_seqlen(std::string_view text, std::string_view flag) {
-  std::string_view digits = text;
-  Index scale = 1;
-  if (!digits.empty()) {
-    switch (digits.back()) {
-      case 'k': case 'K': scale = Index(1) << 10; break;
-      case 'm': case 'M': scale = Index(1) << 20; break;
-      case 'g': case 'G': scale = Index(1) << 30; break;
-      default: break;
-    }
-    if (scale != 1) digits.remove_suffix(1);
-  }
-  const auto value = parse_integer(digits);
-  if (!value)
-    throw InputError(fmt::format("{}: '{}' is not a length (use e.g. 4096, 16K, 1M)", flag, text));
-  if (*value > std::numeric_limits<Index>::max() / scale || *value < std::numeric_limits<Index>::min() / scale)
-    throw InputError(fmt::format("{}: '{}' is too large", flag, text));
-  return *value * scale;
-}
+Index parse_seqlen(std::string_view text, std::string_view flag) { return parse_length(text, flag); }
 
 std::vector<Index> parse_index_list(std::string_view text, std::string_view flag) {
   std::vector<Index> out;
@@ -164,6 +149,15 @@ ResolvedMask resolve_mask(const MaskOptions& o) {
   if (!o.seqlen.empty() && parse_seqlen(o.seqlen) != g.spec.seqlen)
     throw InputError(fmt::format("--seqlen {} disagrees with the mask in '{}' (S = {})", o.seqlen,
                                  o.mask_file, g.spec.seqlen));
+  // A loaded document mask (diagonal squares tiling [0, S)) reports its documents too.
+  if (const auto* s = std::get_if<SliceMask>(&g.mask)) {
+    const auto view = cu_seqlens(*s);
+    if (const auto* c = std::get_if<CuSeqlens>(&view)) {
+      std::vector<Index> lengths;
+      for (std::size_t d = 0; d + 1 < c->offsets.size(); ++d) lengths.push_back(c->offsets[d + 1] - c->offsets[d]);
+      g.documents = Documents(std::move(lengths));
+    }
+  }
   return {std::move(g), o.mask_file};
 }
 
@@ -174,20 +168,7 @@ void add_head_options(CLI::App& app, HeadOptions& o) {
   app.add_option("--head-dim", o.head_dim, "head dimension D")->capture_default_str();
 }
 
-HeadConfig parse_heads(std::string_view text) {
-  const std::size_t colon = text.find(':');
-  const auto q = parse_integer(text.substr(0, colon));
-  const auto kv = colon == text.npos ? q : parse_integer(text.substr(colon + 1));
-  if (!q || !kv)
-    throw InputError(fmt::format("--heads: '{}' is not Hq:Hkv (e.g. 64:8) or Hq", text));
-  constexpr Index kMax = std::numeric_limits<int>::max();
-  if (*q > kMax || *kv > kMax || *q < -kMax || *kv < -kMax)
-    throw InputError(fmt::format("--heads: '{}' is too large", text));
-  HeadConfig h;
-  h.heads_q = int(*q);
-  h.heads_kv = int(*kv);
-  return h;
-}
+HeadConfig parse_heads(std::string_view text) { return longattn::parse_heads(text); }
 
 HeadConfig to_head_config(const HeadOptions& o, int mask_heads) {
   HeadConfig h = o.heads.empty() ? parse_heads(std::to_string(mask_heads)) : parse_heads(o.heads);
