@@ -37,6 +37,7 @@ configure_build() {
   local dir=$1 targets=$2; shift 2
   cmake -S "$root" -B "$dir" -G Ninja "$@" >"$dir.configure.log" 2>&1 ||
     { cat "$dir.configure.log"; return 1; }
+  # shellcheck disable=SC2086  # TARGETS is a space-separated list
   ninja -C "$dir" -j "$jobs" $targets
 }
 
