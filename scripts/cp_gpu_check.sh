@@ -99,11 +99,15 @@ for step in $steps; do
   sweep)
     for n in $gpus; do
       say "sweep on $n GPUs: $tokens tokens per GPU, heads $heads, D $head_dim, bf16"
+      # A `wrong` or `error` case makes the run exit non-zero; the sweep goes on to the next N.
+      set +e
       launch "$n" "$bin" cp --device gpu --kernel "$kernel" --algorithm "$algos" \
         --ulysses "$ulysses" --dispatch "$dispatch" --tokens-per-rank "$tokens" \
         --heads "$heads" --head-dim "$head_dim" --dtype bf16 --mask "$masks" \
         --histogram prolong512k --check-rows "$check_rows" --min-reps 10 --time-budget 0.3 \
         --timeout "$timeout" --out "$out/sweep-n$n" 2>&1 | tee -a "$log"
+      say "sweep on $n GPUs: exit ${PIPESTATUS[0]}"
+      set -e
     done
     ;;
   bench)
