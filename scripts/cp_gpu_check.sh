@@ -18,7 +18,7 @@ set -euo pipefail
 # NVLink multicast stays off on these shared hosts (device KINDS.md): keep it so for every rank.
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export LONGATTN_GIT_COMMIT=${LONGATTN_GIT_COMMIT:-unknown} LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
+export LONGATTN_GIT_COMMIT=${LONGATTN_GIT_COMMIT:-} LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

@@ -4,7 +4,7 @@
 #   scripts/device_results.sh build      configure + build (sm_90a), GPU tests
 #   scripts/device_results.sh kernels    12 static masks at 16K: flash, cudnn and PyTorch peers
 #   scripts/device_results.sh quick      `longattn suite quick` and its report
-# Set LONGATTN_GIT_COMMIT to the commit the tree was copied from (the copy has no .git).
+# Set LONGATTN_GIT_COMMIT to the commit the tree was copied from (the copy may carry no .git, or a stale one).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

@@ -84,8 +84,9 @@ Environment collect_environment(const std::string& git_commit) {
   Environment e;
   e.longattn_version = "0.1.0";
   e.git_commit = git_commit;
-  // A tree copied without .git (a remote GPU machine) builds as "unknown": the caller may say.
-  if (const char* env = std::getenv("LONGATTN_GIT_COMMIT"); env && *env && (git_commit.empty() || git_commit == "unknown"))
+  // A tree copied to a remote GPU machine may carry no .git, or a stale one: the caller's word
+  // wins over the commit found at configure time.
+  if (const char* env = std::getenv("LONGATTN_GIT_COMMIT"); env && *env)
     e.git_commit = std::string(env) + " (from LONGATTN_GIT_COMMIT)";
   char host[256] = {};
   if (gethostname(host, sizeof host - 1) == 0) e.hostname = host;
