@@ -15,10 +15,11 @@
 #   scripts/peers_gpu_check.sh run [options]   GPU machine: install, build, check, summarise
 #
 # run options: --seqlen 8K,32K  --mask LIST  --heads 64:8  --backends LIST (default: every
-#   available peer and every GPU backend built in)  --skip-conformance  --skip-build
+#   available peer and every GPU backend built in)  --skip-bench  --skip-conformance  --skip-build
 #   --time-budget 0.2  --case-timeout 900  --build-dir build-gpu
-# Results go to $OUT (or runs/peers-gpu): summary.txt, log.txt, records.jsonl, results.csv,
-# conformance.jsonl (five files: the device tool brings back at most eight).
+# Results go to $OUT (or runs/peers-gpu): summary.txt, log.txt, conformance.jsonl, bench/ and
+# cudnn-mha/ (records.jsonl, results.csv: written as the cases finish, so a call cut short at its
+# time limit still brings its records back; seven files, the device tool brings back eight).
 #
 # Device calls (the tree carries .deps from scripts/make_deps.sh):
 #   run      carry [".deps", ".whl"]     command: bash scripts/peers_gpu_check.sh run
@@ -71,6 +72,7 @@ masks=full,causal,full_document,causal_document,sliding_window,sliding_window_ca
 heads=64:8
 backends=""
 conformance=1
+bench=1
 build=1
 budget=0.2
 timeout=900
@@ -83,6 +85,7 @@ while [ $# -gt 0 ]; do
     --backends) backends=$2; shift ;;
     --skip-conformance) conformance=0 ;;
     --skip-build) build=0 ;;
+    --skip-bench) bench=0 ;;
     --time-budget) budget=$2; shift ;;
     --case-timeout) timeout=$2; shift ;;
     --build-dir) bdir=$2; shift ;;
@@ -163,7 +166,24 @@ if [ -z "$backends" ]; then
 fi
 say "backends: $backends"
 
-# 4. Conformance: every pattern at S = 1000 (odd: partial tiles and blocks), formats rasterised,
+# 4. The benchmark: own backends and peers side by side in one run (one Python process, so the
+#    peers' compiled kernels are reused from S to S).
+if [ "$bench" = 1 ]; then
+  say "bench S=$seqlens heads $heads: $backends"
+  "$cli" bench --backend "$backends" --mask "$masks" --seqlen "$seqlens" --heads "$heads" \
+    --head-dim 128 --dtype bf16 --direction fwdbwd --time-budget "$budget" \
+    --case-timeout "$timeout" --out "$OUT/bench" 2>> "$log" | tee -a "$log"
+  # cuDNN side by side at MHA too (PyTorch's cuDNN SDPA may refuse GQA; the issue asks the two
+  # to agree within 5%).
+  if [[ ",$backends," == *",torch.sdpa.cudnn,"* && ",$backends," == *",cudnn,"* ]]; then
+    say "cuDNN side by side, heads 64:64"
+    "$cli" bench --backend cudnn,torch.sdpa.cudnn --mask full,causal --seqlen "$seqlens" \
+      --heads 64:64 --head-dim 128 --dtype bf16 --direction fwdbwd --time-budget "$budget" \
+      --case-timeout "$timeout" --out "$OUT/cudnn-mha" 2>> "$log" | tee -a "$log"
+  fi
+fi
+
+# 5. Conformance: every pattern at S = 1000 (odd: partial tiles and blocks), formats rasterised,
 #    then fwd+bwd numerics; the block-sparse ones again at S = 1024 (blocks dividing S: FlashInfer's
 #    BSR wrapper with its causal element mask).
 if [ "$conformance" = 1 ]; then
@@ -177,30 +197,11 @@ if [ "$conformance" = 1 ]; then
   done
 fi
 
-# 5. The benchmark: own backends and peers side by side in one run (one Python process, so the
-#    peers' compiled kernels are reused from S to S).
-say "bench S=$seqlens heads $heads: $backends"
-"$cli" peers bench --backend "$backends" --mask "$masks" --seqlen "$seqlens" --heads "$heads" \
-  --head-dim 128 --dtype bf16 --direction fwdbwd --time-budget "$budget" \
-  --case-timeout "$timeout" --out "$work/bench" 2>> "$log" | tee -a "$log"
-cp "$work/bench/records.jsonl" "$OUT/records.jsonl" 2>/dev/null || : > "$OUT/records.jsonl"
-cp "$work/bench/results.csv" "$OUT/results.csv" 2>/dev/null
-
-# cuDNN side by side at MHA too (PyTorch's cuDNN SDPA may refuse GQA; the issue asks the two to
-# agree within 5%).
-if [[ ",$backends," == *",torch.sdpa.cudnn,"* && ",$backends," == *",cudnn,"* ]]; then
-  say "cuDNN side by side, heads 64:64"
-  "$cli" peers bench --backend cudnn,torch.sdpa.cudnn --mask full,causal --seqlen "$seqlens" \
-    --heads 64:64 --head-dim 128 --dtype bf16 --direction fwdbwd --time-budget "$budget" \
-    --case-timeout "$timeout" --out "$work/cudnn-mha" 2>> "$log" | tee -a "$log"
-  cat "$work/cudnn-mha/records.jsonl" >> "$OUT/records.jsonl" 2>/dev/null
-  tail -n +2 "$work/cudnn-mha/results.csv" >> "$OUT/results.csv" 2>/dev/null
-fi
-
 # 6. Summary.
 conf_arg=()
 [ -f "$OUT/conformance.jsonl" ] && conf_arg=(--conformance "$OUT/conformance.jsonl")
+cat "$OUT"/bench/records.jsonl "$OUT"/cudnn-mha/records.jsonl > "$work/records.jsonl" 2>/dev/null
 PYTHONPATH=$root/python${PYTHONPATH:+:$PYTHONPATH} python3 -m longattn_peers summary \
-  "$OUT/records.jsonl" "${conf_arg[@]}" > "$OUT/summary.txt" 2>> "$log"
+  "$work/records.jsonl" "${conf_arg[@]}" > "$OUT/summary.txt" 2>> "$log"
 { echo; echo "== summary"; cat "$OUT/summary.txt"; } | tee -a "$log"
 rm -rf "$work"
