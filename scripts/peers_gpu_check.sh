@@ -2,8 +2,10 @@
 # The peer bridge on the GPU machine (issue 8): every available peer (PyTorch SDPA flash / cudnn /
 # efficient / math, FlexAttention, FlashAttention 2/3/4 and FlashInfer when importable) and
 # longattn's own GPU backends, on the 12 static masks at 8K and 32K, forward and backward, in one
-# run per S; the conformance table (each peer's mask format rasterised against the canonical mask,
-# plus a numerical fwd+bwd check at S = 1000); a short summary at the end.
+# `longattn bench` run (peers are backends of its sweep); the conformance table (each peer's mask
+# format rasterised against the canonical mask, plus a numerical fwd+bwd check at S = 1000); a
+# short summary at the end (conformance per peer x mask, TF/s tables, torch.sdpa.cudnn against
+# longattn's cudnn within 5%).
 #
 #   scripts/peers_gpu_check.sh download        here (PyPI reachable): the wheels into .whl/ (~27 MiB:
 #                                              flashinfer-python, flash-attn-4 and their missing
@@ -152,8 +154,11 @@ if [ "$build" = 1 ]; then
   fi
   say "built in $(( $(date +%s) - start )) s"
 fi
-if ! "$cli" peers --help > /dev/null 2>&1; then
-  say "$cli has no 'peers' command: wire apps/commands/peers.cpp in (see the peers report)"; exit 1
+# `peers` and the bridge flags of `bench` (--case-timeout, --peer-device, ...) come together.
+if ! "$cli" peers --help > /dev/null 2>&1 ||
+   [[ $("$cli" bench --help 2>&1) != *--case-timeout* ]]; then
+  say "$cli has no peer bridge (peers command, bench --case-timeout): see apps/CMakeLists.txt"
+  exit 1
 fi
 
 # 3. What is available.

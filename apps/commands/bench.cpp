@@ -36,7 +36,7 @@ Grid build_grid(const BenchOptions& o, bool gpu) {
   Grid g = gpu ? default_gpu_grid() : default_cpu_grid();
   if (!o.backends.empty()) g.backends = o.backends;
   for (const std::string& b : g.backends)
-    if (!known_backend(b)) make_backend(b);  // throws InputError listing the built-in backends
+    require_known_backend(b);
   const MaskParams params = to_params(o.mask);
   if (!o.masks.empty()) {
     g.masks.clear();
@@ -102,9 +102,15 @@ void add_bench_command(CLI::App& app) {
       "12 static patterns, S = 1K,2K,4K,8K,16K,24K,32K,40K,48K, heads 64:8 and 64:64, D = 128, "
       "bf16, fwdbwd. Without a GPU the defaults are small enough for about a minute on two cores: "
       "backend cpu, masks full and causal_document, S = 256,512, heads 4:2, D = 64, fp32, fwdbwd.\n\n"
+      "Python peers (torch.sdpa.*, torch.flex, flash_attn*, flashinfer; `longattn peers list`) "
+      "run in the same sweep through a child Python process, on the same masks, inputs, timing "
+      "and CPU reference; a peer that cannot express a mask exactly is unsupported, and a crash, "
+      "OOM or hang of a peer ends only its own case.\n\n"
       "Statuses: ok, unsupported (with the reason), oom, error, wrong (error over tolerance). The "
       "sweep never stops at a bad case; the exit status is 1 when a case is error or wrong.");
-  cmd->add_option("--backend", o->backends, "backends (see --list-backends); default: every GPU backend, or cpu")
+  cmd->add_option("--backend", o->backends,
+                  "built-in backends (see --list-backends) and Python peers (see `longattn peers "
+                  "list`), side by side in one run; default: every GPU backend, or cpu")
       ->delimiter(',');
   cmd->add_flag("--list-backends", o->list_backends, "list the backends built into this binary and exit");
   cmd->add_option("--mask", o->masks, "mask patterns (see `longattn masks list`); default: the 12 static ones")

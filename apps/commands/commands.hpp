@@ -16,7 +16,7 @@ void add_suite_command(CLI::App& app);   // suite NAME
 void add_report_command(CLI::App& app);  // report RUN...
 void add_cp_command(CLI::App& app);      // cp (context parallelism, under mpirun)
 void add_comm_command(CLI::App& app);    // comm (communication model)
-void add_peers_command(CLI::App& app);   // peers list | bench | conformance (Python bridge)
+void add_peers_command(CLI::App& app);   // peers list | conformance (Python bridge)
 // The flags of the peer bridge (--python, --peer-device, --case-timeout, ...), shared by bench.
 void add_peer_bridge_options(CLI::App& app, peers::BridgeOptions& options);
 

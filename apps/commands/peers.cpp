@@ -1,6 +1,7 @@
-// longattn peers list | bench | conformance: the peer kernels of Python packages (PyTorch SDPA,
-// FlexAttention, FlashAttention 2/3/4, FlashInfer) run through the bridge of src/peers, side by
-// side with longattn's own backends, under the same timing protocol, masks and CPU reference.
+// longattn peers list | conformance: what is peer-specific about the Python peer kernels
+// (PyTorch SDPA, FlexAttention, FlashAttention 2/3/4, FlashInfer) behind the bridge of src/peers.
+// Benchmarking them is `longattn bench --backend torch.flex,...` (the shared sweep of sweep.cpp),
+// side by side with longattn's own backends under the same timing protocol, masks and reference.
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -12,9 +13,8 @@
 
 #include "commands/commands.hpp"
 #include "commands/mask_options.hpp"
-#include "longattn/bench/backend.hpp"
+#include "longattn/bench/case.hpp"
 #include "longattn/bench/environment.hpp"
-#include "longattn/bench/grid.hpp"
 #include "longattn/bench/progress.hpp"
 #include "longattn/bench/runner.hpp"
 #include "longattn/error.hpp"
@@ -30,7 +30,7 @@ namespace fs = std::filesystem;
 
 }  // namespace
 
-// The flags of the bridge (also for `longattn bench`, which runs peers through the same bridge).
+// The flags of the bridge, here and in the sweep of `longattn bench` / `suite` (sweep.cpp).
 void add_peer_bridge_options(CLI::App& cmd, peers::BridgeOptions& b) {
   constexpr const char* kBridgeGroup = "Peer bridge";
   cmd.add_option("--python", b.python, "Python interpreter with torch (default: $LONGATTN_PYTHON or python3)")
@@ -78,123 +78,6 @@ void run_list(const ListOptions& o) {
                p.available ? p.version : p.reason);
     fmt::print("{:<26} {}\n", "", p.summary);
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// peers bench
-
-struct BenchOptions {
-  std::vector<std::string> backends, masks, seqlens, heads, dtypes, directions;
-  std::vector<int> head_dims;
-  MaskOptions mask;
-  int draws = 1;
-  std::uint64_t seed = 0;
-  TimingOptions timing;
-  bool no_l2_flush = false;
-  Index check_rows = CheckOptions{}.rows;
-  bool no_check = false;
-  std::string out;
-  bool json = false;
-  peers::BridgeOptions bridge;
-};
-
-Grid build_grid(const BenchOptions& o) {
-  const bool gpu = o.bridge.device == "cuda";
-  Grid g = gpu ? default_gpu_grid() : default_cpu_grid();
-  g.backends.clear();
-  for (const auto& p : peers::peer_list()) g.backends.emplace_back(p.name);
-  if (!o.backends.empty()) g.backends = o.backends;
-  for (const std::string& b : g.backends)
-    if (!peers::is_peer(b) && !find_backend(b)) {
-      std::string own;
-      for (const BackendInfo& i : registered_backends()) own += fmt::format("{}{}", own.empty() ? "" : ", ", i.name);
-      throw InputError(fmt::format("unknown backend '{}' (peers: {}; built in: {})", b,
-                                   peers::peer_names(), own));
-    }
-  const MaskParams params = to_params(o.mask);
-  if (!o.masks.empty()) {
-    g.masks.clear();
-    for (const std::string& m : o.masks) g.masks.push_back({parse_pattern(m), params});
-  } else {
-    for (MaskAxis& m : g.masks) m.params = params;
-  }
-  if (!o.seqlens.empty()) {
-    g.seqlens.clear();
-    for (const std::string& s : o.seqlens) g.seqlens.push_back(parse_seqlen(s, "--seqlen"));
-  }
-  if (!o.heads.empty()) {
-    g.heads.clear();
-    for (const std::string& h : o.heads) g.heads.push_back(parse_heads(h));
-  }
-  if (!o.head_dims.empty()) g.head_dims = o.head_dims;
-  if (!o.dtypes.empty()) {
-    g.dtypes.clear();
-    for (const std::string& t : o.dtypes) g.dtypes.push_back(parse_dtype(t));
-  } else if (!gpu) {
-    g.dtypes = {DType::fp32};
-  }
-  if (!o.directions.empty()) {
-    g.directions.clear();
-    for (const std::string& d : o.directions) g.directions.push_back(parse_direction(d));
-  }
-  g.draws = o.draws;
-  g.seed = o.seed;
-  return g;
-}
-
-void run_bench(const BenchOptions& o) {
-  const std::vector<Case> cases = expand(build_grid(o));
-  RunOptions ro;
-  ro.timing = o.timing;
-  ro.timing.l2_flush = !o.no_l2_flush;
-  validate(ro.timing);
-  if (o.check_rows < 0) throw InputError(fmt::format("--check-rows must be >= 0, got {}", o.check_rows));
-  ro.check.rows = o.check_rows;
-  ro.check.enabled = !o.no_check;
-
-  std::ofstream jsonl, csv;
-  if (!o.out.empty()) {
-    std::error_code ec;
-    fs::create_directories(o.out, ec);
-    if (ec) throw InputError(fmt::format("--out: cannot create '{}': {}", o.out, ec.message()));
-    jsonl.open(fs::path(o.out) / "records.jsonl");
-    csv.open(fs::path(o.out) / "results.csv");
-    if (!jsonl || !csv) throw InputError(fmt::format("--out: cannot write into '{}'", o.out));
-    csv << csv_header() << '\n';
-  }
-  auto env = std::make_shared<const Environment>(collect_environment(LONGATTN_GIT_COMMIT));
-  if (!o.json) {
-    fmt::print("# longattn peers bench  commit {}  {}\n", env->git_commit, env->timestamp);
-    if (env->gpu)
-      fmt::print("# GPU {} ({} SMs, {:.0f} GiB, L2 {:.0f} MiB)  driver {}  CUDA runtime {}  cuDNN {}\n",
-                 env->gpu_name, env->gpu_sm_count, env->gpu_memory_gib, env->gpu_l2_mib, env->driver,
-                 env->cuda_runtime, env->cudnn);
-    fmt::print("# {} cases; peers on {} through the Python bridge; timing: warm-up {}, reps {}..{} "
-               "within {} s per phase, L2 flush {}; errors vs CPU reference ({})\n",
-               cases.size(), o.bridge.device, ro.timing.warmup, ro.timing.min_reps,
-               ro.timing.max_reps, ro.timing.time_budget_s, ro.timing.l2_flush ? "on" : "off",
-               ro.check.enabled ? "on" : "off");
-    fmt::print("{}\n", table_header());
-    std::fflush(stdout);
-  }
-  Runner runner(ro, env);
-  Progress progress(cases.size());
-  std::size_t failed = 0;
-  progress.update(0, cases.empty() ? "" : describe(cases.front()));
-  peers::run_cases(runner, cases, ro, o.bridge, env,
-                   [&](const Record& r, const json& details, std::size_t i) {
-                     if (r.status == Status::error || r.status == Status::wrong) ++failed;
-                     const std::string line = peers::to_json(r, details).dump();
-                     if (o.json) fmt::print("{}\n", line);
-                     else fmt::print("{}\n", table_row(r));
-                     std::fflush(stdout);
-                     if (jsonl.is_open()) {
-                       jsonl << line << '\n' << std::flush;
-                       csv << csv_row(r) << '\n' << std::flush;
-                     }
-                     progress.update(i + 1, i + 1 < cases.size() ? describe(cases[i + 1]) : "done");
-                   });
-  if (failed > 0) exit_code = 1;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -358,46 +241,22 @@ void add_peers_command(CLI::App& app) {
       "Peer kernels from Python packages (PyTorch SDPA flash/cudnn/efficient/math, FlexAttention, "
       "FlashAttention 2/3/4, FlashInfer), run through a child Python process on longattn's "
       "canonical masks, inputs, timing protocol and CPU reference (python/longattn_peers/"
-      "PROTOCOL.md)");
+      "PROTOCOL.md). Benchmark them with `longattn bench --backend torch.flex,cudnn,...`.");
   peers_cmd->require_subcommand(1);
+
+  // `peers bench` was a second copy of `longattn bench`; old command lines get a pointer, hidden
+  // from the help.
+  CLI::App* moved = peers_cmd->add_subcommand("bench", "")->group("")->allow_extras();
+  moved->callback([] {
+    throw InputError("`longattn peers bench` is gone: run `longattn bench --backend <peers and "
+                     "built-in backends>` (same flags; see `longattn peers list`)");
+  });
 
   auto lo = std::make_shared<ListOptions>();
   CLI::App* list = peers_cmd->add_subcommand("list", "the peers and whether each is usable here (and why not)");
   list->add_flag("--json", lo->json, "print a JSON array");
   add_peer_bridge_options(*list, lo->bridge);
   list->callback([lo] { run_list(*lo); });
-
-  auto o = std::make_shared<BenchOptions>();
-  CLI::App* cmd = peers_cmd->add_subcommand(
-      "bench",
-      "Benchmark peers and longattn's own backends side by side, in one run: the grid and every "
-      "flag are those of `longattn bench` (each axis flag takes a list); --backend takes peer names "
-      "and built-in backends. Default: every peer, the paper's dense suite. A peer that cannot "
-      "express a mask exactly reports unsupported with the reason; a crash, OOM or hang of a peer "
-      "ends only its own case.");
-  cmd->add_option("--backend", o->backends, "peers (see `longattn peers list`) and built-in backends")
-      ->delimiter(',');
-  cmd->add_option("--mask", o->masks, "mask patterns (default: the 12 static ones)")->delimiter(',');
-  cmd->add_option("--seqlen", o->seqlens, "sequence lengths: 4096, 16K, 1M (K = 1024)")->delimiter(',');
-  cmd->add_option("--heads", o->heads, "query:KV heads, e.g. 64:8,64:64")->delimiter(',');
-  cmd->add_option("--head-dim", o->head_dims, "head dimensions D")->delimiter(',');
-  cmd->add_option("--dtype", o->dtypes, "element types: bf16, fp16, fp32")->delimiter(',');
-  cmd->add_option("--direction", o->directions, "fwd, bwd, fwdbwd")->delimiter(',');
-  cmd->add_option("--draws", o->draws, "seeded mask draws per grid point")->capture_default_str();
-  cmd->add_option("--seed", o->seed, "seed of the first draw (masks and inputs)")->capture_default_str();
-  add_mask_param_options(*cmd, o->mask);
-  cmd->add_option("--reps", o->timing.max_reps, "most timed repetitions per phase")->capture_default_str()->group("Timing");
-  cmd->add_option("--min-reps", o->timing.min_reps, "fewest timed repetitions per phase")->capture_default_str()->group("Timing");
-  cmd->add_option("--time-budget", o->timing.time_budget_s, "seconds per timed phase")->capture_default_str()->group("Timing");
-  cmd->add_option("--warmup", o->timing.warmup, "untimed calls before timing")->capture_default_str()->group("Timing");
-  cmd->add_flag("--no-l2-flush", o->no_l2_flush, "do not flush the L2 cache between repetitions")->group("Timing");
-  cmd->add_option("--check-rows", o->check_rows, "rows compared with the CPU reference when a full check is too costly")
-      ->capture_default_str()->group("Correctness");
-  cmd->add_flag("--no-check", o->no_check, "skip the correctness check")->group("Correctness");
-  cmd->add_option("--out", o->out, "directory for records.jsonl and results.csv")->group("Output");
-  cmd->add_flag("--json", o->json, "print one JSON record per case instead of the table")->group("Output");
-  add_peer_bridge_options(*cmd, o->bridge);
-  cmd->callback([o] { run_bench(*o); });
 
   auto c = std::make_shared<ConformanceOptions>();
   CLI::App* conf = peers_cmd->add_subcommand(

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -83,6 +84,20 @@ bool known_backend(std::string_view name) {
   return find_backend(name) != nullptr;
 }
 
+void require_known_backend(std::string_view name) {
+  if (known_backend(name)) return;
+  std::string own;
+  for (const BackendInfo& b : registered_backends())
+    own += fmt::format("{}{}", own.empty() ? "" : ", ", b.name);
+#ifdef LONGATTN_WITH_PEERS
+  const std::string peer_names = peers::peer_names();
+#else
+  const std::string peer_names = "none: this binary has no peer bridge";
+#endif
+  throw InputError(fmt::format("unknown backend '{}' (built in: {}; peers: {})", name, own,
+                               peer_names));
+}
+
 std::size_t run_sweep(std::span<const Case> all, const SweepOptions& o, std::string_view title) {
   std::ofstream jsonl, csv;
   std::set<std::string> done;
@@ -119,6 +134,13 @@ std::size_t run_sweep(std::span<const Case> all, const SweepOptions& o, std::str
                cases.size(), done.empty() ? "" : fmt::format(" ({} already recorded)", done.size()),
                ro.timing.warmup, ro.timing.min_reps, ro.timing.max_reps, ro.timing.time_budget_s,
                ro.timing.l2_flush ? "on" : "off", ro.check.enabled ? "on" : "off");
+#ifdef LONGATTN_WITH_PEERS
+    const auto peer_cases = std::count_if(cases.begin(), cases.end(),
+                                          [](const Case& c) { return peers::is_peer(c.backend); });
+    if (peer_cases > 0)
+      fmt::print("# {} of them on Python peers, through the bridge on {} (case timeout {} s)\n",
+                 peer_cases, o.bridge.device, o.bridge.case_timeout_s);
+#endif
     fmt::print("{}\n", table_header());
     std::fflush(stdout);
   }

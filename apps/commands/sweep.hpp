@@ -36,6 +36,8 @@ void finish_sweep_options(SweepOptions& o);
 
 // True when `name` is a backend the sweep can run (built in, or a peer of the bridge).
 bool known_backend(std::string_view name);
+// Throws InputError naming the built-in backends and the peers when `name` is not known.
+void require_known_backend(std::string_view name);
 
 // Runs the cases in order; returns how many ended error or wrong.
 std::size_t run_sweep(std::span<const bench::Case> cases, const SweepOptions& o,

@@ -5,6 +5,7 @@
   list [--device D]       the peers and whether each is usable here (JSON with --json)
   conformance MASK.json.. each peer's mask format rasterised and compared with the canonical mask
   summary RECORDS.jsonl.. TF/s tables, failures and the cuDNN side-by-side check of a run
+                          (--conformance FILE: also the peer x mask conformance table)
 """
 from __future__ import annotations
 
@@ -133,7 +134,8 @@ def cmd_summary(args) -> int:
     records = summary.load(args.records)
     parts = [summary.tables(records), summary.cudnn_agreement(records), summary.failures(records)]
     if args.conformance:
-        parts.insert(0, summary.conformance_counts(summary.load([args.conformance])))
+        rows = summary.load([args.conformance])
+        parts[:0] = [summary.conformance_table(rows), summary.conformance_counts(rows)]
     print("\n\n".join(p for p in parts if p))
     return 0
 

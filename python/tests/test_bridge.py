@@ -1,10 +1,12 @@
-"""The C++ side of the bridge (src/peers) through `longattn peers ...`: the request it writes, the
-records it reads back, the harness's correctness check on the returned tensors, and the isolation
-of a peer that crashes, hangs, faults or runs out of memory. A test double of the Python side
+"""The C++ side of the bridge (src/peers) through `longattn bench` (peers are backends of its
+sweep) and `longattn peers list | conformance`: the request it writes, the records it reads back,
+the harness's correctness check on the returned tensors, and the isolation of a peer that
+crashes, hangs, faults or runs out of memory. A test double of the Python side
 (fake_peers/) makes these tests run without torch; the tests at the end use the real peers and
 run where torch is importable."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -23,7 +25,7 @@ SMALL = ["--mask", "causal_document", "--doc-lens", "40,1,55", "--seqlen", "96",
 
 def bench(cli, backends, extra=(), mode="exact", path=FAKE, python=None, expect_rc=None, args=SMALL):
     env = dict(os.environ, LONGATTN_FAKE_PEER=mode)
-    cmd = [cli, "peers", "bench", "--backend", backends, "--peer-device", "cpu", "--peers-path",
+    cmd = [cli, "bench", "--backend", backends, "--peer-device", "cpu", "--peers-path",
            path, "--python", python or sys.executable, "--json", *args, *extra]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     if expect_rc is not None:
@@ -105,9 +107,29 @@ def test_peers_and_own_backends_in_one_run(peers_cli):
 
 
 def test_unknown_backend_is_an_input_error(peers_cli):
-    r = subprocess.run([peers_cli, "peers", "bench", "--backend", "torch.sdpa.nope"],
+    r = subprocess.run([peers_cli, "bench", "--backend", "cpu,torch.sdpa.nope"],
                        capture_output=True, text=True)
-    assert r.returncode == 2 and "torch.sdpa.nope" in r.stderr and "torch.flex" in r.stderr
+    assert r.returncode == 2 and "torch.sdpa.nope" in r.stderr
+    assert "torch.flex" in r.stderr and "cpu" in r.stderr  # the peers and the built-in backends
+
+
+def test_the_table_header_counts_the_peer_cases(peers_cli):
+    env = dict(os.environ, LONGATTN_FAKE_PEER="exact")
+    r = subprocess.run([peers_cli, "bench", "--backend", "cpu,torch.flex", "--peer-device", "cpu",
+                        "--peers-path", FAKE, "--python", sys.executable, *SMALL],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "# 2 cases;" in r.stdout and "# 1 of them on Python peers" in r.stdout
+
+
+def test_peers_bench_points_to_bench(peers_cli):
+    """`peers bench` was a copy of `longattn bench`; an old command line says where it went."""
+    r = subprocess.run([peers_cli, "peers", "bench", "--backend", "torch.flex", "--seqlen", "1K"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "longattn bench --backend" in r.stderr
+    r = subprocess.run([peers_cli, "peers", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "conformance" in r.stdout
+    assert not re.search(r"^\s+bench\b", r.stdout, re.M)  # hidden from the help
 
 
 def test_conformance_table(peers_cli):

@@ -169,4 +169,73 @@ def test_summary_tables_and_cudnn_ratio(tmp_path):
     assert "S=8K heads 64:8" in t and "unsup" in t and "ERROR" in t and " 490" in t
     ratio = summary.cudnn_agreement(rs)
     assert "0.980" in ratio and "1.025" in ratio
+    assert "2 of 2 phases within 5%" in ratio and "NO" not in ratio
     assert "1 cases error" in summary.failures(rs)
+
+
+def _record(backend, pattern, fwd, bwd, heads=(64, 64), status="ok"):
+    return {"backend": backend, "status": status, "reason": "" if status == "ok" else "why",
+            "case": {"pattern": pattern, "seqlen": 32768, "heads_q": heads[0],
+                     "heads_kv": heads[1], "head_dim": 128, "dtype": "bf16",
+                     "direction": "fwdbwd"},
+            "forward": {"tflops": fwd} if status == "ok" else None,
+            "backward": {"tflops": bwd} if status == "ok" else None}
+
+
+def _conformance_row(mask, peer, status, seqlen=1000, numeric=None):
+    return {"mask": mask, "seqlen": seqlen, "peer": peer, "status": status,
+            "differing_pairs": 7 if status == "mismatch" else (0 if status == "exact" else None),
+            "format": None if status == "unsupported" else "dense",
+            "reason": "no format" if status == "unsupported" else "", "numeric": numeric}
+
+
+def test_summary_cudnn_agreement_says_which_cases_are_within_5_percent():
+    from longattn_peers import summary
+    records = [_record("cudnn", "full", 600.0, 500.0),
+               _record("torch.sdpa.cudnn", "full", 585.0, 440.0),
+               _record("cudnn", "causal", 580.0, 480.0),
+               _record("torch.sdpa.cudnn", "causal", 0, 0, status="unsupported"),
+               # a GQA case the peer ran but the C++ backend did not: not compared
+               _record("torch.sdpa.cudnn", "full", 300.0, 200.0, heads=(64, 8))]
+    text = summary.cudnn_agreement(records)
+    full = next(line for line in text.splitlines() if line.split()[:1] == ["full"])
+    # forward 585 / 600 = 0.975 is within 5%, backward 440 / 500 = 0.880 is not
+    assert full.split()[3:] == ["585.0", "600.0", "0.975", "yes", "440.0", "500.0", "0.880", "NO"]
+    assert "1 of 2 phases within 5%" in text
+    assert "causal" not in text.split("\n", 2)[2] and "64:8" not in text
+    assert "no case ran ok" in summary.cudnn_agreement(records[2:])
+
+
+def test_summary_conformance_table_per_peer_and_mask():
+    from longattn_peers import summary
+    rows = [_conformance_row("causal", "torch.flex", "exact", numeric="ok O 1.0e-03 dQ 2.0e-03"),
+            _conformance_row("causal", "flash_attn", "exact", numeric="wrong O 3.0e-01 dQ 1.0e-01"),
+            _conformance_row("causal", "flashinfer", "mismatch"),
+            _conformance_row("shared_question", "torch.flex", "exact"),
+            _conformance_row("shared_question", "flash_attn", "unsupported"),
+            _conformance_row("shared_question", "flashinfer", "exact",
+                             numeric="unsupported: flashinfer is not importable"),
+            _conformance_row("block_sparse_uniform_causal", "flashinfer", "exact", seqlen=1024)]
+    table = summary.conformance_table(rows)
+    lines = [line.split() for line in table.splitlines() if not line.startswith("#")]
+    header = table.splitlines()[1].split()
+    assert header == ["#", "mask", "S", "torch.flex", "flash_attn", "flashinfer"]
+    assert lines == [["causal", "1000", "exact", "exact/wrong", "differs"],
+                     ["shared_question", "1000", "exact", "unsup", "exact"],
+                     ["block_sparse_uniform_causal", "1K", "exact"]]
+
+
+def test_summary_command_prints_both_checks(tmp_path, capsys):
+    from longattn_peers.__main__ import main
+    records = tmp_path / "records.jsonl"
+    records.write_text("\n".join(json.dumps(r) for r in [
+        _record("cudnn", "causal", 600.0, 500.0),
+        _record("torch.sdpa.cudnn", "causal", 610.0, 505.0)]))
+    conformance = tmp_path / "conformance.jsonl"
+    conformance.write_text("\n".join(json.dumps(r) for r in [
+        _conformance_row("causal", "torch.sdpa.cudnn", "exact"),
+        _conformance_row("shared_question", "torch.sdpa.cudnn", "unsupported")]))
+    assert main(["summary", str(records), "--conformance", str(conformance)]) == 0
+    out = capsys.readouterr().out
+    assert "conformance per peer x mask" in out and "unsup" in out
+    assert "2 of 2 phases within 5%" in out and "1.017" in out
