@@ -116,5 +116,89 @@ TEST(RunReport, LoadsRunFoldersAndRejectsMalformedLines) {
   fs::remove_all(dir);
 }
 
+// ---- context parallelism and block-sparse ------------------------------------------------------
+
+// Real records of `longattn cp` on H200s (tests/data/cp_records.jsonl): causal and full_document,
+// ulysses and ring_p2p, zigzag, 8K tokens per GPU on 1 and 2 GPUs, flash kernel.
+report::Run cp_run() {
+  return load_run(std::string(LONGATTN_TEST_DATA) + "/cp_records.jsonl");
+}
+
+const std::string& chart_named(const Report& rep, const std::string& stem) {
+  for (const auto& [s, svg] : rep.charts)
+    if (s == stem) return svg;
+  static const std::string none;
+  ADD_FAILURE() << "no chart " << stem;
+  return none;
+}
+
+TEST(RunReport, CpRecordsGetWeakScalingAndCommunicationCharts) {
+  const report::Run run = cp_run();
+  ASSERT_EQ(run.records.size(), 8u);
+  const Report rep = build_report(std::span<const report::Run>(&run, 1));
+  EXPECT_NE(rep.html.find("Context parallelism: forward weak scaling"), std::string::npos);
+  EXPECT_NE(rep.html.find("Context parallelism: backward weak scaling"), std::string::npos);
+  EXPECT_NE(rep.html.find("Context parallelism: communication volume per rank"), std::string::npos);
+  // No kernel charts: CP records are per-GPU TF/s of a whole job, not a kernel's.
+  for (const auto& [stem, svg] : rep.charts) {
+    EXPECT_EQ(stem.rfind("cp_", 0), 0u) << stem;
+    EXPECT_GT(count(svg, "data-point=\"1\""), 0) << stem;
+  }
+  // 2 masks x 2 directions of weak scaling, 2 algorithms x 2 directions of bytes.
+  EXPECT_EQ(rep.charts.size(), 4u + 4u);
+  // best placement, ulysses and ring_p2p, each at 1 and 2 GPUs
+  const std::string& scaling = chart_named(rep, "cp_scaling_causal_fwd_8192_64-8_128");
+  EXPECT_EQ(count(scaling, "data-point=\"1\""), 3 * 2);
+  EXPECT_NE(scaling.find(">best placement<"), std::string::npos);
+  EXPECT_EQ(count(scaling, "stroke-dasharray"), 0);  // no kernel records, no reference line
+  // counted and modelled bytes at 1 and 2 GPUs; the model dashed
+  const std::string& bytes = chart_named(rep, "cp_bytes_ulysses_fwd_8192_64-8_128");
+  EXPECT_EQ(count(bytes, "data-point=\"1\""), 2 * 2);
+  EXPECT_NE(bytes.find(">ulysses counted<"), std::string::npos);
+  EXPECT_NE(bytes.find(">ulysses model<"), std::string::npos);
+  EXPECT_EQ(count(bytes, "stroke-dasharray"), 1);
+  // 150994944 B = 151 MB per rank forward on 2 GPUs
+  EXPECT_NE(bytes.find("MB per rank = 151"), std::string::npos);
+  EXPECT_NE(rep.markdown.find("fastest placement per mask and GPU count"), std::string::npos);
+  EXPECT_NE(rep.markdown.find("| causal | 64:8 | 8K | 2 | "), std::string::npos) << rep.markdown;
+  // the support matrix lists the CP algorithms
+  EXPECT_NE(rep.markdown.find("| cp:ulysses |"), std::string::npos);
+}
+
+TEST(RunReport, KernelRecordsGiveTheSingleGpuReferenceLine) {
+  report::Run run = cp_run();
+  // flash at the per-GPU length on the CP study's causal mask (ProLong-512K documents named, as
+  // the sweep does): a reference; on full_document with other documents: none.
+  json causal = record("flash", "causal", 8192, "ok", 400, 420);
+  causal["case"]["params"] = run.records[0]["case"]["params"];
+  json documents = record("flash", "full_document", 8192, "ok", 300, 320);
+  documents["case"]["params"]["histogram"] = "pile";
+  run.records.push_back(causal);
+  run.records.push_back(documents);
+  const Report rep = build_report(std::span<const report::Run>(&run, 1));
+  const std::string& scaling = chart_named(rep, "cp_scaling_causal_bwd_8192_64-8_128");
+  EXPECT_NE(scaling.find(">flash kernel, 1 GPU, S=8K<"), std::string::npos);
+  EXPECT_EQ(count(scaling, "data-point=\"1\""), 3 * 2 + 2);  // the reference at 1 and 2 GPUs
+  EXPECT_NE(scaling.find("TF/s per GPU = 420"), std::string::npos);
+  const std::string& documents_chart = chart_named(rep, "cp_scaling_full_document_bwd_8192_64-8_128");
+  EXPECT_EQ(documents_chart.find("flash kernel"), std::string::npos);
+  // the kernel's own charts are still drawn
+  EXPECT_NE(rep.html.find("Forward TF/s against sequence length"), std::string::npos);
+}
+
+TEST(RunReport, BlockSparseRecordsGetAKeepRatioChart) {
+  report::Run run{"sparse", "", {}};
+  for (double keep : {0.2, 0.5, 0.8}) {
+    json r = record("sparse_flash", "block_sparse_uniform", 32768, "ok", 100 * keep, 90 * keep);
+    r["case"]["params"]["keep"] = keep;
+    run.records.push_back(r);
+  }
+  const Report rep = build_report(std::span<const report::Run>(&run, 1));
+  EXPECT_NE(rep.html.find("Block-sparse TF/s against keep ratio"), std::string::npos);
+  const std::string& chart = chart_named(rep, "sparse_block_sparse_uniform-S-32K_fwd_64-8_128");
+  EXPECT_EQ(count(chart, "data-point=\"1\""), 3);
+  EXPECT_NE(chart.find("keep ratio = 0.8"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace longattn::report

@@ -11,12 +11,14 @@
 #include <thread>
 
 #include "commands/commands.hpp"
+#include "commands/cp_sweep.hpp"
 #include "commands/mask_options.hpp"
 #include "longattn/bench/environment.hpp"
 #include "longattn/cp/comm_model.hpp"
 #include "longattn/cp/communicator.hpp"
 #include "longattn/cp/host_group.hpp"
 #include "longattn/cp/run.hpp"
+#include "longattn/cp/sweep.hpp"
 #include "longattn/error.hpp"
 
 namespace longattn::cli {
@@ -30,44 +32,15 @@ struct SizeOptions {
   std::vector<std::string> seqlens, tokens_per_rank;
 };
 
-std::vector<Index> total_seqlens(const SizeOptions& o, int ranks) {
-  if (!o.seqlens.empty() && !o.tokens_per_rank.empty())
-    throw InputError("give --seqlen (total tokens) or --tokens-per-rank, not both");
+std::vector<Index> lengths(const std::vector<std::string>& texts, std::string_view flag) {
   std::vector<Index> out;
-  for (const std::string& s : o.seqlens) out.push_back(parse_seqlen(s, "--seqlen"));
-  for (const std::string& t : o.tokens_per_rank)
-    out.push_back(parse_seqlen(t, "--tokens-per-rank") * ranks);
-  if (out.empty()) throw InputError("give --seqlen or --tokens-per-rank");
+  for (const std::string& t : texts) out.push_back(parse_seqlen(t, flag));
   return out;
 }
 
-// The topologies of one algorithm: every valid split for "all", else the ones named.
-std::vector<Topology> topologies(Algorithm a, int ranks, const std::vector<std::string>& ulysses,
-                                 const std::vector<int>& windows) {
-  const bool two_d = a == Algorithm::usp || a == Algorithm::loongtrain;
-  if (!two_d) return {make_topology(a, ranks)};
-  if (!ulysses.empty() && ulysses.front() == "all") return all_topologies(a, ranks);
-  std::vector<int> us;
-  for (const std::string& u : ulysses) {
-    int v = 0;
-    auto [end, ec] = std::from_chars(u.data(), u.data() + u.size(), v);
-    if (ec != std::errc() || end != u.data() + u.size() || v < 1)
-      throw InputError(fmt::format("--ulysses: '{}' is not a positive degree or 'all'", u));
-    us.push_back(v);
-  }
-  if (us.empty()) us.push_back(0);
-  std::vector<int> ws = a == Algorithm::loongtrain && !windows.empty() ? windows : std::vector{0};
-  std::vector<Topology> out;
-  for (int u : us)
-    for (int w : ws) out.push_back(make_topology(a, ranks, u, w));
-  return out;
-}
-
-std::vector<Algorithm> algorithms(const std::vector<std::string>& names) {
-  if (names.empty() || (names.size() == 1 && names[0] == "all")) return all_algorithms();
-  std::vector<Algorithm> out;
-  for (const std::string& n : names) out.push_back(parse_algorithm(n));
-  return out;
+std::vector<Index> total_seqlens(const SizeOptions& o, int ranks) {
+  return cp::total_seqlens(lengths(o.seqlens, "--seqlen"),
+                           lengths(o.tokens_per_rank, "--tokens-per-rank"), ranks);
 }
 
 std::vector<HeadConfig> head_list(const std::vector<std::string>& heads,
@@ -106,51 +79,28 @@ struct CpOptionsCli {
   int inject_hang = -1;
 };
 
-// Defaults by device: the paper's CP shape on a GPU, a small one on CPU ranks.
-std::vector<CpCase> expand(CpOptionsCli o, int ranks, bool gpu) {
-  if (o.heads.empty()) o.heads = {gpu ? "64:8" : "8:4"};
-  if (o.head_dims.empty()) o.head_dims = {gpu ? 128 : 32};
-  if (o.sizes.seqlens.empty() && o.sizes.tokens_per_rank.empty())
-    o.sizes.tokens_per_rank = {gpu ? "8K" : "256"};
-  const DType default_dtype = gpu ? DType::bf16 : DType::fp32;
-  std::vector<std::string> masks =
-      o.masks.empty() ? std::vector<std::string>{"full", "causal", "full_document",
-                                                 "causal_document"}
-                      : o.masks;
-  std::vector<DispatchKind> dispatches;
-  for (const std::string& d : o.dispatches.empty() ? std::vector<std::string>{"zigzag"}
-                                                   : o.dispatches)
-    dispatches.push_back(parse_dispatch(d));
-  std::vector<DType> dtypes;
-  for (const std::string& t : o.dtypes) dtypes.push_back(bench::parse_dtype(t));
-  if (dtypes.empty()) dtypes.push_back(default_dtype);
-  std::vector<bench::Direction> dirs;
-  for (const std::string& d : o.directions) dirs.push_back(bench::parse_direction(d));
-  // Cases of one topology are adjacent (they share its communicators), masks inside.
-  std::vector<Pattern> patterns;
-  for (const std::string& m : masks) patterns.push_back(parse_pattern(m));
-  std::vector<CpCase> out;
-  for (Index S : total_seqlens(o.sizes, ranks))
-    for (const HeadConfig& h : head_list(o.heads, o.head_dims))
-      for (DType t : dtypes)
-        for (bench::Direction dir : dirs)
-          for (Algorithm a : algorithms(o.algorithms))
-            for (const Topology& topo : topologies(a, ranks, o.ulysses, o.windows))
-              for (std::size_t m = 0; m < masks.size(); ++m)
-                for (DispatchKind d : dispatches) {
-                  CpCase c;
-                  c.topology = topo;
-                  c.dispatch = d;
-                  c.balance_chunks = o.balance_chunks;
-                  c.mask = to_spec(o.mask, masks[m], S, o.seed);
-                  c.mask.pattern = patterns[m];
-                  c.heads = h;
-                  c.dtype = t;
-                  c.direction = dir;
-                  c.data_seed = o.seed;
-                  out.push_back(c);
-                }
-  return out;
+// The flags as a CP grid; the device's defaults fill the axes left out (cp::expand).
+bench::CpGrid to_grid(const CpOptionsCli& o) {
+  bench::CpGrid g;
+  g.algorithms = o.algorithms;
+  g.ulysses = o.ulysses;
+  g.inner_rings = o.windows;
+  g.dispatches = o.dispatches;
+  g.balance_chunks = o.balance_chunks;
+  const MaskParams params = to_params(o.mask);
+  for (const std::string& m : o.masks) g.masks.push_back({parse_pattern(m), params});
+  if (g.masks.empty())
+    for (const char* m : {"full", "causal", "full_document", "causal_document"})
+      g.masks.push_back({parse_pattern(m), params});
+  g.seqlens = lengths(o.sizes.seqlens, "--seqlen");
+  g.tokens_per_rank = lengths(o.sizes.tokens_per_rank, "--tokens-per-rank");
+  for (const std::string& h : o.heads) g.heads.push_back(parse_heads(h));
+  g.head_dims = o.head_dims;
+  for (const std::string& t : o.dtypes) g.dtypes.push_back(bench::parse_dtype(t));
+  g.directions.clear();
+  for (const std::string& d : o.directions) g.directions.push_back(bench::parse_direction(d));
+  g.seed = o.seed;
+  return g;
 }
 
 // The resolved options, to compare across ranks.
@@ -172,99 +122,19 @@ std::string fingerprint(const CpOptionsCli& o) {
 }
 
 void run_cp(const CpOptionsCli& o) {
-  MpiSession mpi;
-  HostGroup group = HostGroup::world(o.timeout_s);
-  const bool root = group.rank() == 0;
-  try {
-    // All ranks must run the same configuration: one with other arguments would wait forever
-    // in a collective the others never make.
-    const auto all = group.all_gather(fingerprint(o));
-    for (int r = 1; r < int(all.size()); ++r)
-      if (all[r] != all[0])
-        throw InputError(fmt::format("the ranks run different configurations: rank 0 has {}, "
-                                     "rank {} has {}",
-                                     all[0], r, all[r]));
-    // Input errors found by some ranks only (rank 0 writes the output) are shared first.
-    CpOptions ro;
-    std::vector<CpCase> cases;
-    std::shared_ptr<const bench::Environment> env;
-    std::ofstream jsonl;
-    std::string problem;
-    try {
-      const bool gpu_present = bench::gpu_present();
-      if (o.device == "auto") ro.gpu = gpu_present && nccl_available();
-      else if (o.device == "gpu") ro.gpu = true;
-      else if (o.device == "cpu") ro.gpu = false;
-      else throw InputError(fmt::format("--device: '{}' is not auto, cpu or gpu", o.device));
-      ro.kernel = !o.kernel.empty() ? o.kernel : ro.gpu ? "flash" : "reference";
-      ro.threads = o.threads;
-      ro.timeout_s = o.timeout_s;
-      ro.inject_hang = o.inject_hang;
-      ro.timing = o.timing;
-      ro.timing.l2_flush = !o.no_l2_flush;
-      bench::validate(ro.timing);
-      if (o.check_rows < 0) throw InputError("--check-rows must be >= 0");
-      ro.check.rows = o.check_rows;
-      ro.check.enabled = !o.no_check;
-      if (o.timeout_s <= 0) throw InputError("--timeout must be positive");
-      if (o.threads < 0) throw InputError("--threads must be >= 0");
-      cases = expand(o, group.size(), ro.gpu);
-      if (root) {
-        env = std::make_shared<const bench::Environment>(
-            bench::collect_environment(LONGATTN_GIT_COMMIT));
-        if (!o.out.empty()) {
-          std::error_code ec;
-          std::filesystem::create_directories(o.out, ec);
-          if (ec)
-            throw InputError(fmt::format("--out: cannot create '{}': {}", o.out, ec.message()));
-          jsonl.open(std::filesystem::path(o.out) / "records.jsonl", std::ios::app);
-          if (!jsonl) throw InputError(fmt::format("--out: cannot write into '{}'", o.out));
-        }
-      }
-    } catch (const InputError& e) {
-      problem = e.what();
-    }
-    for (const std::string& p : group.all_gather(problem))
-      if (!p.empty()) throw InputError(p);
-
-    CpRunner runner(group, ro, env);
-    if (root && !o.json) {
-      fmt::print("# longattn cp  commit {}  {}  {} ranks, {} device, {} kernel, {}\n",
-                 env->git_commit, env->timestamp, group.size(), ro.gpu ? "GPU" : "CPU",
-                 ro.kernel, ro.gpu ? "NCCL " + nccl_version() : std::string("MPI"));
-      if (env->gpu)
-        fmt::print("# GPU {} ({} SMs)  driver {}  CUDA {}\n", env->gpu_name, env->gpu_sm_count,
-                   env->driver, env->cuda_runtime);
-      fmt::print("# {} cases; timing: warm-up {}, reps {}..{} within {} s per phase; bytes "
-                 "counted by the communicators vs the model (longattn comm)\n",
-                 cases.size(), ro.timing.warmup, ro.timing.min_reps, ro.timing.max_reps,
-                 ro.timing.time_budget_s);
-      fmt::print("{}", table_header());
-      std::fflush(stdout);
-    }
-    int failed = 0;
-    for (const CpCase& c : cases) {
-      CpRecord rec = runner.run(c);
-      if (!root) continue;
-      const auto s = rec.record.status;
-      if (s == bench::Status::error || s == bench::Status::wrong) ++failed;
-      const std::string line = to_json(rec).dump();
-      if (o.json) fmt::print("{}\n", line);
-      else fmt::print("{}", table_row(rec));
-      std::fflush(stdout);
-      if (jsonl.is_open()) jsonl << line << '\n' << std::flush;
-    }
-    if (failed > 0) exit_code = 1;
-  } catch (const InputError& e) {
-    // Every rank reached the same verdict: rank 0 reports it, the others leave quietly.
-    if (root) throw;
-    exit_code = 2;
-  } catch (const std::exception& e) {
-    // This rank failed while the others may be waiting for it: end the whole job.
-    fmt::print(stderr, "longattn cp: rank {}: error: {}\n", group.rank(), e.what());
-    std::fflush(stderr);
-    group.abort(3);
-  }
+  CpSweepSettings s;
+  s.device = o.device;
+  s.kernel = o.kernel;
+  s.threads = o.threads;
+  s.timeout_s = o.timeout_s;
+  s.timing = o.timing;
+  s.timing.l2_flush = !o.no_l2_flush;
+  s.check.rows = o.check_rows;
+  s.check.enabled = !o.no_check;
+  s.out = o.out;
+  s.json = o.json;
+  s.inject_hang = o.inject_hang;
+  run_cp_sweep([&o](bool) { return std::vector{to_grid(o)}; }, s, fingerprint(o));
 }
 
 // ---- longattn comm ------------------------------------------------------------------------------
@@ -295,7 +165,7 @@ void run_comm(const CommOptionsCli& o) {
       for (const HeadConfig& h : head_list(o.heads, o.head_dims))
         for (const std::string& dt : o.dtypes) {
           const DType t = bench::parse_dtype(dt);
-          for (Algorithm a : algorithms(o.algorithms))
+          for (Algorithm a : parse_algorithms(o.algorithms))
             for (const Topology& topo : topologies(a, n, o.ulysses, o.windows)) {
               CommShape shape{topo, S, h, int(element_size(t))};
               std::string heads = fmt::format("{}:{}", h.heads_q, h.heads_kv);

@@ -108,6 +108,60 @@ Grid parse_grid(const json& g, const std::string& where, bool gpu) {
   return out;
 }
 
+std::vector<Index> lengths_of(const json& a, const std::string& where) {
+  std::vector<Index> out;
+  for (const json& v : a) out.push_back(length_of(v, where));
+  return out;
+}
+
+std::vector<std::string> names_or_numbers(const json& a, const char* key, const std::string& where) {
+  if (!a.is_array()) bad(where, fmt::format("cp.{} must be an array", key));
+  std::vector<std::string> out;
+  for (const json& v : a) {
+    if (v.is_string()) out.push_back(v.get<std::string>());
+    else if (v.is_number_integer()) out.push_back(std::to_string(v.get<long long>()));
+    else bad(where, fmt::format("cp.{}: '{}' is neither a name nor a number", key, v.dump()));
+  }
+  return out;
+}
+
+CpGrid parse_cp_grid(const json& g, const std::string& where) {
+  for (const char* key : {"backends", "draws"})
+    if (g.contains(key)) bad(where, fmt::format("'{}' does not apply to a CP grid", key));
+  const json& cp = g["cp"];
+  if (!cp.is_object()) bad(where, "'cp' must be an object");
+  CpGrid out;
+  try {
+    for (auto& [key, v] : cp.items()) {
+      if (key == "algorithms") out.algorithms = names_or_numbers(v, "algorithms", where);
+      else if (key == "ulysses") out.ulysses = names_or_numbers(v, "ulysses", where);
+      else if (key == "inner_rings") out.inner_rings = v.get<std::vector<int>>();
+      else if (key == "dispatches") out.dispatches = v.get<std::vector<std::string>>();
+      else if (key == "balance_chunks") out.balance_chunks = v.get<int>();
+      else if (key == "tokens_per_rank") out.tokens_per_rank = lengths_of(v, where);
+      else bad(where, fmt::format("unknown cp key '{}'", key));
+    }
+    for (const json& m : array_field(g, "masks", where)) out.masks.push_back(mask_axis(m, where));
+    if (g.contains("seqlens")) out.seqlens = lengths_of(g["seqlens"], where);
+    if (out.seqlens.empty() == out.tokens_per_rank.empty())
+      bad(where, "a CP grid gives cp.tokens_per_rank (weak scaling) or seqlens, exactly one");
+    if (g.contains("heads"))
+      for (const json& h : g["heads"]) out.heads.push_back(parse_heads(h.get<std::string>()));
+    if (g.contains("head_dims")) out.head_dims = g["head_dims"].get<std::vector<int>>();
+    if (g.contains("dtypes"))
+      for (const json& d : g["dtypes"]) out.dtypes.push_back(parse_dtype(d.get<std::string>()));
+    if (g.contains("directions")) {
+      out.directions.clear();
+      for (const json& d : g["directions"]) out.directions.push_back(parse_direction(d.get<std::string>()));
+    }
+    if (g.contains("seed")) out.seed = g["seed"].get<std::uint64_t>();
+  } catch (const json::exception& e) {
+    bad(where, fmt::format("a field has the wrong type ({})", e.what()));
+  }
+  if (out.balance_chunks < 1) bad(where, "cp.balance_chunks must be >= 1");
+  return out;
+}
+
 }  // namespace
 
 Suite parse_suite(const json& j, const std::string& source) {
@@ -121,12 +175,20 @@ Suite parse_suite(const json& j, const std::string& source) {
   for (const char* kind : {"gpu", "cpu"}) {
     if (!j.contains(kind)) continue;
     if (!j[kind].is_array()) bad(source, fmt::format("'{}' must be an array of grids", kind));
+    const bool gpu = kind == std::string("gpu");
     int n = 0;
-    for (const json& g : j[kind])
-      (kind == std::string("gpu") ? s.gpu : s.cpu)
-          .push_back(parse_grid(g, fmt::format("{} {}[{}]", source, kind, n++), kind == std::string("gpu")));
+    for (const json& g : j[kind]) {
+      const std::string where = fmt::format("{} {}[{}]", source, kind, n++);
+      if (g.is_object() && g.contains("cp"))
+        (gpu ? s.cp_gpu : s.cp_cpu).push_back(parse_cp_grid(g, where));
+      else
+        (gpu ? s.gpu : s.cpu).push_back(parse_grid(g, where, gpu));
+    }
   }
-  if (s.gpu.empty() && s.cpu.empty()) bad(source, "it defines no grid ('gpu' or 'cpu')");
+  if (s.gpu.empty() && s.cpu.empty() && !s.is_cp())
+    bad(source, "it defines no grid ('gpu' or 'cpu')");
+  if (s.is_cp() && !(s.gpu.empty() && s.cpu.empty()))
+    bad(source, "it mixes CP grids (with \"cp\") and kernel grids; keep them in separate suites");
   return s;
 }
 
@@ -160,6 +222,9 @@ Suite load_suite(const std::string& name_or_path) {
 }
 
 std::vector<Case> suite_cases(const Suite& s, bool gpu) {
+  if (s.is_cp())
+    throw InputError(fmt::format("suite '{}' is a context-parallel suite: its cases depend on the "
+                                 "rank count (run it under mpirun)", s.name));
   const std::vector<Grid>& grids = gpu ? s.gpu : s.cpu;
   if (grids.empty())
     throw InputError(fmt::format("suite '{}' defines no grid for {} machines", s.name,

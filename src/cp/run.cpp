@@ -14,6 +14,7 @@
 #include "longattn/bench/backend.hpp"
 #include "longattn/bench/check.hpp"
 #include "longattn/cp/cp_attention.hpp"
+#include "longattn/cp/sweep.hpp"
 #include "longattn/error.hpp"
 
 namespace longattn::cp {
@@ -260,12 +261,7 @@ CpRecord CpRunner::run(const CpCase& c) {
                                   "buffer and plan is allocated in setup)"
                                 : "peak bytes allocated through the cpu device (its own counter)";
   bench::Record& r = rec.record;
-  r.c.backend = fmt::format("cp:{}", to_string(topo.algorithm));
-  r.c.mask = c.mask;
-  r.c.heads = c.heads;
-  r.c.dtype = c.dtype;
-  r.c.direction = c.direction;
-  r.c.data_seed = c.data_seed;
+  r.c = bench_case(c);
   r.backend_version = fmt::format("{} kernel over {}", rec.kernel, rec.comm);
   r.timing_options = st.opt.timing;
   r.env = st.env;

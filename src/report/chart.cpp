@@ -95,11 +95,15 @@ std::string LineChart::svg(int width, int height) const {
     for (auto [x, y] : pts)
       if (std::isfinite(y)) path += fmt::format("{}{:.1f},{:.1f}", path.empty() ? "M" : " L", tx(x), ty(y));
     if (!path.empty())
-      svg.raw(fmt::format(R"(<path d="{}" fill="none" stroke="{}" stroke-width="2"/>)", path, color));
+      svg.raw(fmt::format(R"(<path d="{}" fill="none" stroke="{}" stroke-width="2"{}/>)", path,
+                          color, series[n].dashed ? R"( stroke-dasharray="6 4")" : ""));
     for (auto [x, y] : pts) {
       if (!std::isfinite(y)) continue;
-      svg.raw(fmt::format(R"(<circle data-point="1" cx="{:.1f}" cy="{:.1f}" r="3.5" fill="{}"><title>{}</title></circle>)",
-                          tx(x), ty(y), color,
+      // Reference points are hollow, so that a measured point on top of its model shows both.
+      svg.raw(fmt::format(R"(<circle data-point="1" cx="{:.1f}" cy="{:.1f}" r="{}" {}><title>{}</title></circle>)",
+                          tx(x), ty(y), series[n].dashed ? "5" : "3.5",
+                          series[n].dashed ? fmt::format(R"(fill="none" stroke="{}" stroke-width="1.5")", color)
+                                           : fmt::format(R"(fill="{}")", color),
                           xml_escape(fmt::format("{}: {} = {}, {} = {}", series[n].label, x_label,
                                                  log2_x ? short_count(x) : fmt_value(x), y_label,
                                                  fmt_value(y)))));

@@ -10,6 +10,7 @@
 
 #include "longattn/error.hpp"
 #include "longattn/report/chart.hpp"
+#include "longattn/report/cp_report.hpp"
 #include "longattn/report/svg.hpp"
 
 namespace longattn::report {
@@ -166,7 +167,8 @@ Report build_report(std::span<const Run> runs) {
     const std::string backend = r["backend"].get<std::string>();
     const std::string label = series_label(backend, row.run);
     backends_seen.insert(label);
-    if (r["status"] != "ok") continue;
+    // CP records (per-GPU TF/s of a whole job) have their own charts, below.
+    if (r["status"] != "ok" || is_cp_record(r)) continue;
     const double s = double(get_or<long long>(c, "seqlen", 0));
     const std::string heads = heads_of(c);
     const int d = get_or(c, "head_dim", 0);
@@ -199,6 +201,11 @@ Report build_report(std::span<const Run> runs) {
     }
   }
 
+  auto add_chart = [&](std::string stem, const std::string& svg) {
+    std::replace_if(stem.begin(), stem.end(), [](char ch) { return !std::isalnum((unsigned char)ch) && ch != '_' && ch != '-'; }, '-');
+    out.charts.push_back({stem, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" +
+                                    std::string(svg).insert(4, " xmlns=\"http://www.w3.org/2000/svg\"")});
+  };
   auto chart_block = [&](const std::string& section, auto& groups, const std::string& x_label,
                          const std::string& y_label, bool log2_x, const std::string& stem_prefix) {
     if (groups.empty()) return;
@@ -208,12 +215,10 @@ Report build_report(std::span<const Run> runs) {
                                   k.heads, k.head_dim, k.dtype),
                       x_label, y_label, log2_x, {}};
       for (auto& [_, sr] : series) chart.series.push_back(sr);
+      if (chart.empty()) continue;
       const std::string svg = chart.svg();
       body += svg;
-      std::string stem = fmt::format("{}{}_{}_{}_{}", stem_prefix, k.pattern, k.phase, k.heads, k.head_dim);
-      std::replace_if(stem.begin(), stem.end(), [](char ch) { return !std::isalnum((unsigned char)ch) && ch != '_' && ch != '-'; }, '-');
-      out.charts.push_back({stem, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" +
-                                      std::string(svg).insert(4, " xmlns=\"http://www.w3.org/2000/svg\"")});
+      add_chart(fmt::format("{}{}_{}_{}_{}", stem_prefix, k.pattern, k.phase, k.heads, k.head_dim), svg);
     }
     body += "</div>";
   };
@@ -228,6 +233,20 @@ Report build_report(std::span<const Run> runs) {
   chart_block("Peak memory above the case baseline", memory, "sequence length", "GiB", true, "memory_");
   chart_block("Block-sparse TF/s against keep ratio (kept blocks only)", sparse, "keep ratio", "TF/s",
               false, "sparse_");
+
+  // ---- context parallelism
+  std::vector<LabelledRecord> labelled;
+  for (const Row& row : rows) labelled.push_back({row.record, row.run});
+  const CpReport cp = cp_report(labelled);
+  for (const ChartSection& section : cp.sections) {
+    body += fmt::format("<h2>{}</h2><p>{}</p><div class=\"charts\">", esc(section.title), section.note);
+    for (const auto& [stem, chart] : section.charts) {
+      const std::string svg = chart.svg();
+      body += svg;
+      add_chart(stem, svg);
+    }
+    body += "</div>";
+  }
 
   // ---- support matrix: backend x mask, status counts
   std::set<std::string> patterns;
@@ -288,6 +307,8 @@ Report build_report(std::span<const Run> runs) {
     }
     body += "</table>";
   }
+  body += cp.fastest_html;
+  md += cp.fastest_markdown;
 
   out.html = fmt::format(
       "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

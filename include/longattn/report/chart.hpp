@@ -10,6 +10,7 @@ namespace longattn::report {
 struct Series {
   std::string label;
   std::vector<std::pair<double, double>> points;  // (x, y), any order; sorted when drawn
+  bool dashed = false;  // a reference (a model, a single-GPU kernel) beside measured series
 };
 
 struct LineChart {
