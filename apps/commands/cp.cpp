@@ -100,6 +100,7 @@ struct CpOptionsCli {
   bench::TimingOptions timing{1, 5, 100, 0.5, true};
   bool no_l2_flush = false;
   Index check_rows = bench::CheckOptions{}.rows;
+  double full_check_flops = bench::CheckOptions{}.full_check_flops;
   bool no_check = false;
   std::string out;
   bool json = false;
@@ -165,6 +166,7 @@ std::string fingerprint(const CpOptionsCli& o) {
                    {"warmup", o.timing.warmup},  {"min_reps", o.timing.min_reps},
                    {"reps", o.timing.max_reps},  {"budget", o.timing.time_budget_s},
                    {"no_l2", o.no_l2_flush},     {"check_rows", o.check_rows},
+                   {"full_check_flops", o.full_check_flops},
                    {"no_check", o.no_check},     {"window", p.window},   {"global", p.global},
                    {"block", p.block},           {"prefix", o.mask.prefix},
                    {"doc_lens", o.mask.doc_lens}, {"histogram", o.mask.histogram}};
@@ -205,6 +207,8 @@ void run_cp(const CpOptionsCli& o) {
       bench::validate(ro.timing);
       if (o.check_rows < 0) throw InputError("--check-rows must be >= 0");
       ro.check.rows = o.check_rows;
+      if (!(o.full_check_flops >= 0)) throw InputError("--full-check-flops must be >= 0");
+      ro.check.full_check_flops = o.full_check_flops;
       ro.check.enabled = !o.no_check;
       if (o.timeout_s <= 0) throw InputError("--timeout must be positive");
       if (o.threads < 0) throw InputError("--threads must be >= 0");
@@ -424,6 +428,10 @@ void add_cp_command(CLI::App& app) {
       ->group("Timing");
   cmd->add_option("--check-rows", o->check_rows,
                   "rows compared with the reference when a full check is too costly (0 = all)")
+      ->capture_default_str()->group("Correctness");
+  cmd->add_option("--full-check-flops", o->full_check_flops,
+                  "reference work up to which every row is checked; above it rows are sampled "
+                  "(0 = always sample)")
       ->capture_default_str()->group("Correctness");
   cmd->add_flag("--no-check", o->no_check, "skip the correctness check")->group("Correctness");
   cmd->add_option("--out", o->out, "directory to append records.jsonl to (rank 0)");
