@@ -73,6 +73,7 @@ struct CpOptionsCli {
   bench::TimingOptions timing{1, 5, 100, 0.5, true};
   bool no_l2_flush = false;
   Index check_rows = bench::CheckOptions{}.rows;
+  double full_check_flops = bench::CheckOptions{}.full_check_flops;
   bool no_check = false;
   std::string out;
   bool json = false;
@@ -115,6 +116,7 @@ std::string fingerprint(const CpOptionsCli& o) {
                    {"warmup", o.timing.warmup},  {"min_reps", o.timing.min_reps},
                    {"reps", o.timing.max_reps},  {"budget", o.timing.time_budget_s},
                    {"no_l2", o.no_l2_flush},     {"check_rows", o.check_rows},
+                   {"full_check_flops", o.full_check_flops},
                    {"no_check", o.no_check},     {"window", p.window},   {"global", p.global},
                    {"block", p.block},           {"prefix", o.mask.prefix},
                    {"doc_lens", o.mask.doc_lens}, {"histogram", o.mask.histogram}};
@@ -130,6 +132,7 @@ void run_cp(const CpOptionsCli& o) {
   s.timing = o.timing;
   s.timing.l2_flush = !o.no_l2_flush;
   s.check.rows = o.check_rows;
+  s.check.full_check_flops = o.full_check_flops;
   s.check.enabled = !o.no_check;
   s.out = o.out;
   s.json = o.json;
@@ -294,6 +297,10 @@ void add_cp_command(CLI::App& app) {
       ->group("Timing");
   cmd->add_option("--check-rows", o->check_rows,
                   "rows compared with the reference when a full check is too costly (0 = all)")
+      ->capture_default_str()->group("Correctness");
+  cmd->add_option("--full-check-flops", o->full_check_flops,
+                  "reference work up to which every row is checked; above it rows are sampled "
+                  "(0 = always sample)")
       ->capture_default_str()->group("Correctness");
   cmd->add_flag("--no-check", o->no_check, "skip the correctness check")->group("Correctness");
   cmd->add_option("--out", o->out, "directory to append records.jsonl to (rank 0)");

@@ -81,6 +81,7 @@ void run_cp_sweep(const std::function<std::vector<bench::CpGrid>(bool gpu)>& gri
       ro.timing = s.timing;
       bench::validate(ro.timing);
       if (s.check.rows < 0) throw InputError("--check-rows must be >= 0");
+      if (!(s.check.full_check_flops >= 0)) throw InputError("--full-check-flops must be >= 0");
       ro.check = s.check;
       if (s.timeout_s <= 0) throw InputError("--timeout must be positive");
       if (s.threads < 0) throw InputError("--threads must be >= 0");

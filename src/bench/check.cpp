@@ -276,6 +276,19 @@ std::vector<float> slice_lse(std::span<const float> lse, Index S, int h0, int nh
 
 }  // namespace
 
+CheckSample check_sample(const AttentionShape& shape, const Mask& mask, const CheckOptions& options,
+                         std::uint64_t seed) {
+  CheckSample c;
+  HeadConfig heads{shape.heads_q, shape.heads_kv, shape.head_dim};
+  const double work = attention_flops(mask, heads).total;
+  c.full = options.rows <= 0 || work <= options.full_check_flops || shape.seqlen_q <= options.rows;
+  if (c.full) return c;
+  c.q_rows = sample_rows(shape.seqlen_q, options.rows, seed);
+  c.k_rows = sample_rows(shape.seqlen_k, options.rows, seed ^ 0x9e3779b97f4a7c15ull);
+  c.kv_group = int(Rng(seed, 0x6b7).uniform_int(0, shape.heads_kv - 1));
+  return c;
+}
+
 struct Checker::State {
   AttentionShape shape;
   DType dtype;
@@ -283,6 +296,7 @@ struct Checker::State {
   CheckOptions opt;
   std::uint64_t seed;
   std::vector<RowIntervals> masks;  // 1 or heads_kv entries
+  CheckSample sample;
   bool full = true;
   std::vector<Index> rows;          // compared query rows; empty = all
   // Cached, independent of any backend.
@@ -328,15 +342,15 @@ Checker::Checker(const AttentionShape& shape, const Mask& mask, DType dtype, con
     const auto& b = std::get<BlockSparseMask>(mask);
     for (int h = 0; h < b.num_heads(); ++h) st.masks.push_back(row_intervals(b, h));
   }
-  HeadConfig heads{shape.heads_q, shape.heads_kv, shape.head_dim};
-  const double work = attention_flops(mask, heads).total;
-  st.full = options.rows <= 0 || work <= options.full_check_flops || shape.seqlen_q <= options.rows;
-  if (!st.full) st.rows = sample_rows(shape.seqlen_q, options.rows, seed);
+  st.sample = check_sample(shape, mask, options, seed);
+  st.full = st.sample.full;
+  st.rows = st.sample.q_rows;
 }
 
 Checker::~Checker() { delete state_; }
 
 bool Checker::full() const { return state_->full; }
+const CheckSample& Checker::sample() const { return state_->sample; }
 
 void Checker::check_forward(std::span<const float> o, std::span<const float> lse, CheckResult& r) {
   State& st = *state_;
@@ -376,11 +390,11 @@ void Checker::check_backward(std::span<const float> o, std::span<const float> ls
     return;
   }
   // One seeded KV-head group as its own problem, from the backend's saved O and LSE.
-  const int g = int(Rng(st.seed, 0x6b7).uniform_int(0, Hkv - 1));
+  const int g = st.sample.kv_group;
   const Index S = s.seqlen_q;
   const RowIntervals& mg = st.masks.size() == 1 ? st.masks[0] : st.masks[std::size_t(g)];
   const std::vector<Index>& R = st.rows;
-  const std::vector<Index> C = sample_rows(s.seqlen_k, st.opt.rows, st.seed ^ 0x9e3779b97f4a7c15ull);
+  const std::vector<Index>& C = st.sample.k_rows;
   const int h0 = g * group;
   const auto kg = slice(st.in.k, s.seqlen_k, Hkv, D, g, 1), vg = slice(st.in.v, s.seqlen_k, Hkv, D, g, 1);
 

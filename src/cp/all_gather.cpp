@@ -37,6 +37,12 @@ class AllGather final : public Node {
       if (step != DType::fp32) {
         dk32_ = dev_.allocate(all, DType::fp32);
         dv32_ = dev_.allocate(all, DType::fp32);
+        // Only the key rows the mask reaches carry a gradient to widen; the rest are zeros.
+        std::vector<Range> keys_hit;
+        for (const Slice& s : m.slices()) keys_hit.push_back(s.k);
+        const Index n_keys = p.tokens * n;
+        k_rest_ = dev_.row_set(rows_complement(keys_hit, n_keys), n_keys);
+        k_rows_ = dev_.row_set(std::move(keys_hit), n_keys);
       }
       dk_ = dev_.allocate(nkv, DType::fp32);
       dv_ = dev_.allocate(nkv, DType::fp32);
@@ -69,8 +75,10 @@ class AllGather final : public Node {
     if (!direct_) dev_.convert(dq, dq_s_);
     TensorRef dk_sum = dk_all_, dv_sum = dv_all_;
     if (!dk32_.empty()) {
-      dev_.convert(dk32_, dk_all_);
-      dev_.convert(dv32_, dv_all_);
+      dev_.convert(dk32_, dk_all_, k_rows_);
+      dev_.fill(dk32_, 0.f, k_rest_);
+      dev_.convert(dv32_, dv_all_, k_rows_);
+      dev_.fill(dv32_, 0.f, k_rest_);
       dk_sum = dk32_, dv_sum = dv32_;
     }
     Transfer ts[] = {{dk_sum, dk_}, {dv_sum, dv_}};
@@ -95,6 +103,7 @@ class AllGather final : public Node {
   double work_ = 0;
   bool direct_ = true;
   TensorRef q_, o_, k_saved_, v_saved_;
+  RowSet k_rows_, k_rest_;  // key rows the mask reaches, and the others (bf16/fp16 steps)
   Buffer k_all_, v_all_, lse_, o_step_, dq_s_, dk_all_, dv_all_, dk32_, dv32_, dk_, dv_;
 };
 

@@ -110,10 +110,49 @@ class CpuDevice final : public Device {
     for (std::size_t i = 0; i < acc.count; ++i) a[i] += b[i];
   }
 
+  RowSet row_set(std::vector<Range> ranges, Index extent) override {
+    return RowSet(std::move(ranges), extent);
+  }
+
+  void fill(TensorRef t, float value, const RowSet& rows) override {
+    need_f32(t, "fill");
+    const std::size_t w = rows.row_elems(t);
+    for (Range r : rows.ranges())
+      std::fill_n(t.f32() + r.begin * w, r.size() * w, value);
+  }
+
+  void convert(TensorRef dst, TensorRef src, const RowSet& rows) override {
+    need_f32(dst, "convert");
+    need_f32(src, "convert");
+    same_count(dst, src, "convert");
+    const std::size_t w = rows.row_elems(dst);
+    if (dst.data == src.data) return;
+    for (Range r : rows.ranges())
+      std::memmove(dst.f32() + r.begin * w, src.f32() + r.begin * w, r.size() * w * sizeof(float));
+  }
+
+  void add(TensorRef acc, TensorRef x, const RowSet& rows) override {
+    need_f32(acc, "add");
+    need_f32(x, "add");
+    same_count(acc, x, "add");
+    const std::size_t w = rows.row_elems(acc);
+    for (Range r : rows.ranges()) {
+      float* a = acc.f32() + r.begin * w;
+      const float* b = x.f32() + r.begin * w;
+      for (std::size_t i = 0; i < r.size() * w; ++i) a[i] += b[i];
+    }
+  }
+
   void merge(TensorRef o_acc, TensorRef lse_acc, TensorRef o_step, TensorRef lse_step, Index rows,
              int heads, int dim) override {
+    merge(o_acc, lse_acc, o_step, lse_step, heads, dim, RowSet({{0, rows}}, rows), false);
+  }
+
+  void merge(TensorRef o_acc, TensorRef lse_acc, TensorRef o_step, TensorRef lse_step, int heads,
+             int dim, const RowSet& set, bool first) override {
     need_f32(o_acc, "merge");
     need_f32(o_step, "merge");
+    const Index rows = set.extent();
     const std::size_t n = std::size_t(rows) * heads;
     if (lse_acc.count != n || lse_step.count != n || o_acc.count != n * dim ||
         o_step.count != n * dim)
@@ -124,20 +163,26 @@ class CpuDevice final : public Device {
     const float* ls = lse_step.f32();
     constexpr float ninf = -std::numeric_limits<float>::infinity();
     for (int h = 0; h < heads; ++h)
-      for (Index r = 0; r < rows; ++r) {
-        const float b = ls[h * rows + r];
-        if (b == ninf) continue;
-        float& a = la[h * rows + r];
-        const float m = std::max(a, b);
-        const float wa = a == ninf ? 0.f : std::exp(a - m);
-        const float wb = std::exp(b - m);
-        const float sum = wa + wb;
-        const float ca = wa / sum, cb = wb / sum;
-        float* o = oa + (std::size_t(r) * heads + h) * dim;
-        const float* s = os + (std::size_t(r) * heads + h) * dim;
-        for (int d = 0; d < dim; ++d) o[d] = o[d] * ca + s[d] * cb;
-        a = m + std::log(sum);
-      }
+      for (Range range : set.ranges())
+        for (Index r = range.begin; r < range.end; ++r) {
+          const float b = ls[h * rows + r];
+          float& a = la[h * rows + r];
+          float* o = oa + (std::size_t(r) * heads + h) * dim;
+          const float* s = os + (std::size_t(r) * heads + h) * dim;
+          if (first) {  // a merge into (0, -inf)
+            for (int d = 0; d < dim; ++d) o[d] = b == ninf ? 0.f : s[d];
+            a = b;
+            continue;
+          }
+          if (b == ninf) continue;
+          const float m = std::max(a, b);
+          const float wa = a == ninf ? 0.f : std::exp(a - m);
+          const float wb = std::exp(b - m);
+          const float sum = wa + wb;
+          const float ca = wa / sum, cb = wb / sum;
+          for (int d = 0; d < dim; ++d) o[d] = o[d] * ca + s[d] * cb;
+          a = m + std::log(sum);
+        }
   }
 
   void synchronize() override {}

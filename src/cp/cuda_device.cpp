@@ -226,6 +226,53 @@ class CudaDevice final : public Device {
                 dim, stream_);
   }
 
+  // The device copy: begins[count], then starts[count + 1], as 64-bit integers (in a buffer of
+  // fp32 elements, two per integer, so that it is counted like every other allocation).
+  RowSet row_set(std::vector<Range> ranges, Index extent) override {
+    RowSet host(std::move(ranges), extent);
+    const auto list = host.ranges();
+    std::vector<long long> words(2 * list.size() + 1);
+    long long rows = 0;
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      words[i] = list[i].begin;
+      words[list.size() + i] = rows;
+      rows += list[i].size();
+    }
+    words.back() = rows;
+    Buffer copy = allocate(2 * words.size(), DType::fp32);
+    check_cuda(cudaMemcpyAsync(copy.ref().data, words.data(), words.size() * sizeof(long long),
+                               cudaMemcpyHostToDevice, stream_),
+               "row set upload");
+    synchronize();
+    return RowSet({list.begin(), list.end()}, extent, std::move(copy));
+  }
+
+  void fill(TensorRef t, float value, const RowSet& rows) override {
+    cuda::fill(t.data, t.dtype, rows.row_elems(t), value, list(rows), stream_);
+  }
+
+  void convert(TensorRef dst, TensorRef src, const RowSet& rows) override {
+    if (dst.count != src.count) throw std::logic_error("convert: size mismatch");
+    if (dst.data == src.data && dst.dtype == src.dtype) return;
+    cuda::convert(dst.data, dst.dtype, src.data, src.dtype, rows.row_elems(dst), list(rows),
+                  stream_);
+  }
+
+  void add(TensorRef acc, TensorRef x, const RowSet& rows) override {
+    if (acc.count != x.count) throw std::logic_error("add: size mismatch");
+    cuda::add(acc.f32(), x.data, x.dtype, rows.row_elems(acc), list(rows), stream_);
+  }
+
+  void merge(TensorRef o_acc, TensorRef lse_acc, TensorRef o_step, TensorRef lse_step, int heads,
+             int dim, const RowSet& rows, bool first) override {
+    const std::size_t n = std::size_t(rows.extent()) * heads;
+    if (lse_acc.count != n || lse_step.count != n || o_acc.count != n * dim ||
+        o_step.count != n * dim)
+      throw std::logic_error("merge: tensor sizes do not match rows x heads x dim");
+    cuda::merge(o_acc.f32(), lse_acc.f32(), o_step.data, o_step.dtype, lse_step.f32(), heads, dim,
+                list(rows), first, stream_);
+  }
+
   void synchronize() override {
     detail::wait_stream(stream_, timeout_s_, fmt::format("cuda:{}: device work", index_));
   }
@@ -246,6 +293,15 @@ class CudaDevice final : public Device {
   }
 
  private:
+  static cuda::RowList list(const RowSet& rows) {
+    if (rows.empty()) return {};
+    if (!rows.device_copy().data)
+      throw std::logic_error("a row set made by another device (make it with row_set())");
+    const auto* words = static_cast<const long long*>(rows.device_copy().data);
+    const int n = int(rows.ranges().size());
+    return {words, words + n, n, rows.rows(), rows.extent()};
+  }
+
   int index_;
   double timeout_s_;
   std::string name_;

@@ -24,4 +24,23 @@ void add_rows(float* dst, std::size_t dst_pitch, const void* src, DType st, std:
 void merge(float* o_acc, float* lse_acc, const void* o_step, DType ot, const float* lse_step,
            long long rows, int heads, int dim, Stream s);
 
+// A RowSet as the kernels read it (device arrays): begins[i] is range i's first row, starts[i]
+// the set's rows before range i (starts[count] = rows). Rows of `extent`-row tensors.
+struct RowList {
+  const long long* begins = nullptr;
+  const long long* starts = nullptr;
+  int count = 0;
+  long long rows = 0;
+  long long extent = 0;
+};
+
+// The operations above on the listed rows only; row_elems: elements per row.
+void fill(void* x, DType t, std::size_t row_elems, float value, RowList rows, Stream s);
+void convert(void* dst, DType dt, const void* src, DType st, std::size_t row_elems, RowList rows,
+             Stream s);
+void add(float* acc, const void* x, DType xt, std::size_t row_elems, RowList rows, Stream s);
+// With `first`, the accumulators' rows are taken as (0, -inf).
+void merge(float* o_acc, float* lse_acc, const void* o_step, DType ot, const float* lse_step,
+           int heads, int dim, RowList rows, bool first, Stream s);
+
 }  // namespace longattn::cp::cuda

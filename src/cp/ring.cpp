@@ -10,6 +10,11 @@
 // partials ride the outer ring, and one last inner hop brings the total home: R - 1 transfers of a
 // dK/dV block per rank, like K/V. K/V and dK/dV use separate communicators so that both travel
 // at once.
+//
+// Steps of a document mask touch few of the rank's rows, so the per-step work is restricted to the
+// rows each step touches (known at plan time): the first step to reach a query row writes it into
+// the accumulators (no fill), later ones merge or add into it, and the rows no step reaches are
+// written once at the end (O = 0, LSE = -inf, zero gradients).
 #include <limits>
 #include <optional>
 #include <type_traits>
@@ -26,6 +31,26 @@ struct KV {
   TensorRef k, v;
 };
 
+// The rows one step touches (the sub-mask's slices' query and key ranges, in local rows).
+struct StepRows {
+  RowSet q_first;  // query rows no earlier step touched
+  RowSet q_later;  // query rows an earlier step touched too
+  RowSet k_rows;   // key rows of the block (backward)
+  RowSet k_rest;   // the block's other key rows
+};
+
+std::vector<Range> query_rows(const SliceMask& m) {
+  std::vector<Range> r;
+  for (const Slice& s : m.slices()) r.push_back(s.q);
+  return normalized_rows(std::move(r));
+}
+
+std::vector<Range> key_rows(const SliceMask& m) {
+  std::vector<Range> r;
+  for (const Slice& s : m.slices()) r.push_back(s.k);
+  return normalized_rows(std::move(r));
+}
+
 class Ring final : public Node {
  public:
   Ring(const Kernel& kernel, const Part& p, const SliceMask& mask, const std::vector<Chunks>& units,
@@ -35,8 +60,10 @@ class Ring final : public Node {
     x_ = me / w_;
     y_ = me % w_;
     const DType step = kernel.attention->step_dtype(p.dtype);
+    std::vector<SliceMask> masks;
     for (int src = 0; src < R_; ++src) {
       SliceMask m = local_mask(mask, units[me], units[src]);
+      masks.push_back(m);
       if (m.slices().empty()) {
         plans_.emplace_back();
         continue;
@@ -46,6 +73,7 @@ class Ring final : public Node {
       plans_.push_back(kernel.attention->plan(p.shape(total_tokens(units[src])), m, p.dtype,
                                               kernel.backward));
     }
+    if (R_ > 1) plan_rows(masks, kernel.backward);
     const std::size_t nq = p.q_elements(), nkv = p.kv_elements(), nl = p.lse_elements();
     lse_ = dev_.allocate(nl, DType::fp32);
     direct_ = step == p.dtype;
@@ -81,46 +109,56 @@ class Ring final : public Node {
   void forward(TensorRef q, TensorRef k, TensorRef v, TensorRef o) override {
     q_ = q, k_ = k, v_ = v, o_ = o;
     if (R_ == 1) return forward_local(q, k, v, o);
-    dev_.fill(o_acc_, 0.f);
-    dev_.fill(lse_, kNegInf);
+    dev_.fill(lse_, kNegInf);  // [heads][rows], small: all of it
     circulate([&](int src, KV cur) {
       if (!plans_[src]) return;
       plans_[src]->forward(q, cur.k, cur.v, o_step_, lse_step_);
-      dev_.merge(o_acc_, lse_, o_step_, lse_step_, p_.tokens, p_.heads_q, p_.head_dim);
+      const StepRows& r = rows_[src];
+      dev_.merge(o_acc_, lse_, o_step_, lse_step_, p_.heads_q, p_.head_dim, r.q_first, true);
+      dev_.merge(o_acc_, lse_, o_step_, lse_step_, p_.heads_q, p_.head_dim, r.q_later, false);
     });
-    dev_.convert(o, o_acc_);
+    dev_.convert(o, o_acc_, q_touched_);
+    dev_.fill(o, 0.f, q_untouched_);
   }
 
   void backward(TensorRef d_o, TensorRef dq, TensorRef dk, TensorRef dv) override {
     if (R_ == 1) return backward_local(d_o, dq, dk, dv);
     const std::size_t nkv = p_.kv_elements();
-    dev_.fill(dq_acc_, 0.f);
-    dev_.fill(own_, 0.f);
     std::unique_ptr<Pending> inner_acc, chain;
     int recv_slot = 0;  // acc_ buffer the pending inner exchange receives into
     circulate([&](int src, KV cur, int o, int t) {
       const bool computed = bool(plans_[src]);
+      const StepRows& r = rows_[src];
       if (computed) {
         plans_[src]->backward(q_, cur.k, cur.v, o_, lse_, d_o, dq_s_, dk_s_, dv_s_);
-        dev_.add(dq_acc_, dq_s_);
+        dev_.convert(dq_acc_, dq_s_, r.q_first);
+        dev_.add(dq_acc_, dq_s_, r.q_later);
       }
-      auto add_step = [&](TensorRef acc) {
-        if (!computed) return;
-        dev_.add(acc.slice(0, nkv), dk_s_);
-        dev_.add(acc.slice(nkv, nkv), dv_s_);
+      // This step's dK/dV into a block's sum; a fresh sum starts from it (zero elsewhere).
+      auto add_step = [&](TensorRef acc, bool fresh) {
+        const TensorRef halves[] = {acc.slice(0, nkv), acc.slice(nkv, nkv)};
+        const TensorRef steps[] = {dk_s_, dv_s_};
+        for (int i = 0; i < 2; ++i) {
+          if (!computed) {
+            if (fresh) dev_.fill(halves[i], 0.f);
+          } else if (fresh) {
+            dev_.convert(halves[i], steps[i], r.k_rows);
+            dev_.fill(halves[i], 0.f, r.k_rest);
+          } else {
+            dev_.add(halves[i], steps[i], r.k_rows);
+          }
+        }
       };
-      if (o == 0 && t == 0) return add_step(own_);
+      if (o == 0 && t == 0) return add_step(own_, true);  // always the first step
       // The partial sum of block (x - o, y - t) as it travels the window.
       const bool fresh = (o == 0 && t == 1) || (o >= 1 && t == 0);
       int slot = 0;
-      if (fresh) {
-        dev_.fill(acc_[0], 0.f);
-      } else {
+      if (!fresh) {
         inner_acc->wait();
         slot = recv_slot;
       }
       TensorRef a = acc_[slot];
-      add_step(a);
+      add_step(a, fresh);
       if (t < w_ - 1) {
         recv_slot = 1 - slot;
         P2P ops[] = {P2P::send_to(mod(y_ + 1, w_), a),
@@ -151,7 +189,8 @@ class Ring final : public Node {
       c_.dkv_inner->start(ops)->wait();
       dev_.add(own_, acc_[0]);
     }
-    dev_.convert(dq, dq_acc_);
+    dev_.convert(dq, dq_acc_, q_touched_);
+    dev_.fill(dq, 0.f, q_untouched_);
     dev_.convert(dk, own_.slice(0, nkv));
     dev_.convert(dv, own_.slice(nkv, nkv));
   }
@@ -159,6 +198,36 @@ class Ring final : public Node {
   void export_lse(TensorRef lse) override { dev_.convert(lse, lse_); }
 
  private:
+  // The order circulate() visits the source positions in.
+  std::vector<int> step_order() const {
+    std::vector<int> order;
+    for (int o = 0; o < nW_; ++o)
+      for (int t = 0; t < w_; ++t) order.push_back(mod(x_ - o, nW_) * w_ + mod(y_ - t, w_));
+    return order;
+  }
+
+  // Outside timing: the rows each step touches, split by whether an earlier step touched them.
+  void plan_rows(const std::vector<SliceMask>& masks, bool backward) {
+    const Index T = p_.tokens;
+    rows_.resize(R_);
+    std::vector<Range> seen;
+    for (int src : step_order()) {
+      if (!plans_[src]) continue;
+      const std::vector<Range> q = query_rows(masks[src]);
+      StepRows& r = rows_[src];
+      r.q_first = dev_.row_set(rows_minus(q, seen), T);
+      r.q_later = dev_.row_set(rows_intersection(q, seen), T);
+      seen = rows_union(seen, q);
+      if (backward) {
+        const std::vector<Range> k = key_rows(masks[src]);
+        r.k_rest = dev_.row_set(rows_complement(k, T), T);
+        r.k_rows = dev_.row_set(k, T);
+      }
+    }
+    q_untouched_ = dev_.row_set(rows_complement(seen, T), T);
+    q_touched_ = dev_.row_set(std::move(seen), T);
+  }
+
   // Walks the K/V blocks through the double ring, calling step(src, block, o, t) with each.
   template <class Step>
   void circulate(Step&& step) {
@@ -229,6 +298,8 @@ class Ring final : public Node {
   int R_, w_, nW_ = 1, x_ = 0, y_ = 0;
   RingComms c_;
   std::vector<std::unique_ptr<LocalPlan>> plans_;  // per source position; null = no work
+  std::vector<StepRows> rows_;                      // per source position (R > 1)
+  RowSet q_touched_, q_untouched_;                  // query rows some step / no step touches
   double work_ = 0;
   bool direct_ = true;  // the kernel writes the activation dtype: R = 1 needs no staging
   TensorRef q_, k_, v_, o_;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <map>
 #include <numbers>
@@ -140,6 +141,68 @@ std::string bytes_str(double b) {
   if (b >= 1e6) return fmt::format("{:.2f}M", b / 1e6);
   if (b >= 1e3) return fmt::format("{:.1f}K", b / 1e3);
   return fmt::format("{:.0f}", b);
+}
+
+// ---- outputs for the check -----------------------------------------------------------------
+
+// Where a global row lives: the rank holding it and its local row there.
+class RowOwners {
+ public:
+  explicit RowOwners(const Dispatch& d) {
+    for (int rk = 0; rk < d.ranks(); ++rk) {
+      Index local = 0;
+      for (Range c : d.chunks(rk)) {
+        pieces_.push_back({c, rk, local});
+        local += c.size();
+      }
+    }
+    std::sort(pieces_.begin(), pieces_.end(),
+              [](const Piece& a, const Piece& b) { return a.rows.begin < b.rows.begin; });
+  }
+  std::pair<int, Index> operator()(Index row) const {
+    auto it = std::upper_bound(pieces_.begin(), pieces_.end(), row,
+                               [](Index r, const Piece& p) { return r < p.rows.begin; });
+    if (it == pieces_.begin() || !(--it)->rows.contains(row))
+      throw std::logic_error(fmt::format("row {} is held by no rank", row));
+    return {it->rank, it->local + (row - it->rows.begin)};
+  }
+
+ private:
+  struct Piece {
+    Range rows;
+    int rank;
+    Index local;
+  };
+  std::vector<Piece> pieces_;
+};
+
+// Columns [cols) of the global rows `rows` of a [S][width] tensor, of which every rank holds its
+// rows (`local`, dispatch order), written into `global` ([S][width]) on rank 0 only. Collective;
+// every rank passes the same rows and columns.
+void gather_entries(const HostGroup& g, const RowOwners& owners, std::span<const float> local,
+                    std::size_t width, std::span<const Index> rows, Range cols,
+                    std::vector<float>& global) {
+  const int N = g.size(), me = g.rank();
+  const std::size_t n = std::size_t(cols.size());
+  std::vector<std::vector<Index>> of(N);  // per rank: positions in `rows` it holds, in order
+  std::vector<Index> local_row(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    auto [rk, l] = owners(rows[i]);
+    of[rk].push_back(Index(i));
+    local_row[i] = l;
+  }
+  std::size_t most = 0;
+  for (const auto& v : of) most = std::max(most, v.size());
+  std::vector<float> pack(most * n, 0.f);  // padded: the gather takes equal sizes
+  for (std::size_t j = 0; j < of[me].size(); ++j)
+    std::copy_n(&local[std::size_t(local_row[std::size_t(of[me][j])]) * width + cols.begin], n,
+                &pack[j * n]);
+  const std::vector<float> all = g.gather(std::span<const float>(pack), 0);
+  if (me != 0) return;
+  for (int rk = 0; rk < N; ++rk)
+    for (std::size_t j = 0; j < of[rk].size(); ++j)
+      std::copy_n(&all[(rk * most + j) * n], n,
+                  &global[std::size_t(rows[std::size_t(of[rk][j])]) * width + cols.begin]);
 }
 
 }  // namespace
@@ -437,10 +500,57 @@ CpRecord CpRunner::run(const CpCase& c) {
   });
   outputs = agree(g, outputs);
   if (outputs.status != Status::ok) return finish(outputs);
-  auto gathered = [&](const std::vector<float>& x) { return g.gather(std::span<const float>(x), 0); };
-  std::vector<float> o_all = gathered(o_local), lse_all = gathered(lse_local);
-  std::vector<float> dq_all, dk_all, dv_all;
-  if (bwd_on) dq_all = gathered(dq_l), dk_all = gathered(dk_l), dv_all = gathered(dv_l);
+  // Only the entries the check reads travel (all of them for a full check); rank 0 holds the
+  // outputs in global order with NaN elsewhere, so that reading anything else would fail it.
+  const Index S = c.mask.seqlen;
+  const int H = c.heads.heads_q, D = c.heads.head_dim, group = H / c.heads.heads_kv;
+  const AttentionShape shape{S, S, H, c.heads.heads_kv, D, 0.f};
+  const std::uint64_t check_seed = c.mask.seed ^ c.data_seed;
+  bench::HostTensors out;
+  bench::CheckSample sample;
+  if (st.opt.check.enabled) {
+    sample = bench::check_sample(shape, gm->mask, st.opt.check, check_seed);
+    const RowOwners owners(*dispatch);
+    std::vector<Index> every(static_cast<std::size_t>(S));
+    for (Index i = 0; i < S; ++i) every[std::size_t(i)] = i;
+    const std::span<const Index> q_rows = sample.full ? every : sample.q_rows;
+    const std::span<const Index> k_rows = sample.full ? every : sample.k_rows;
+    const int h0 = sample.full ? 0 : sample.kv_group * group, nh = sample.full ? H : group;
+    const int g0 = sample.full ? 0 : sample.kv_group, ng = sample.full ? c.heads.heads_kv : 1;
+    auto global = [&](std::size_t width) {
+      return me == 0 ? std::vector<float>(std::size_t(S) * width,
+                                          std::numeric_limits<float>::quiet_NaN())
+                     : std::vector<float>{};
+    };
+    const Index all_cols = Index(wq);
+    out.o = global(wq);
+    gather_entries(g, owners, o_local, wq, q_rows, {0, all_cols}, out.o);
+    // LSE is [H][T] per rank: gathered as [T][H] rows, put back as [H][S] on rank 0.
+    std::vector<float> lse_rows(lse_local.size()), lse_t = global(H);
+    for (int h = 0; h < H; ++h)
+      for (Index t = 0; t < T; ++t)
+        lse_rows[std::size_t(t) * H + h] = lse_local[std::size_t(h) * T + t];
+    gather_entries(g, owners, lse_rows, H, q_rows, {0, H}, lse_t);
+    if (bwd_on) {
+      if (!sample.full) {  // the group's saved O and LSE at every row
+        gather_entries(g, owners, o_local, wq, every, {Index(h0) * D, Index(h0 + nh) * D}, out.o);
+        gather_entries(g, owners, lse_rows, H, every, {h0, h0 + nh}, lse_t);
+      }
+      out.dq = global(wq);
+      out.dk = global(wkv);
+      out.dv = global(wkv);
+      gather_entries(g, owners, dq_l, wq, q_rows, {Index(h0) * D, Index(h0 + nh) * D}, out.dq);
+      const Range kv_cols{Index(g0) * D, Index(g0 + ng) * D};
+      gather_entries(g, owners, dk_l, wkv, k_rows, kv_cols, out.dk);
+      gather_entries(g, owners, dv_l, wkv, k_rows, kv_cols, out.dv);
+    }
+    if (me == 0) {
+      out.lse.resize(lse_t.size());
+      for (int h = 0; h < H; ++h)
+        for (Index i = 0; i < S; ++i)
+          out.lse[std::size_t(h) * S + i] = lse_t[std::size_t(i) * H + h];
+    }
+  }
   if (me != 0) return finish({});
 
   // Rank 0: the record.
@@ -457,33 +567,13 @@ CpRecord CpRunner::run(const CpCase& c) {
 
   Outcome verdict;
   if (st.opt.check.enabled) {
-    const Index S = c.mask.seqlen;
-    bench::HostTensors out;
-    out.o.resize(S * wq);
-    out.lse.resize(S * c.heads.heads_q);
-    if (bwd_on) out.dq.resize(S * wq), out.dk.resize(S * wkv), out.dv.resize(S * wkv);
-    const int H = c.heads.heads_q;
-    for (int rk = 0; rk < N; ++rk) {
-      const Chunks& ch = dispatch->chunks(rk);
-      auto part = [&](const std::vector<float>& all, std::size_t width) {
-        return std::span<const float>(all).subspan(rk * T * width, T * width);
-      };
-      scatter_rows(ch, part(o_all, wq), out.o, wq);
-      // LSE is [H][T] per rank: scatter each head's row of tokens.
-      for (int h = 0; h < H; ++h) {
-        auto src = std::span<const float>(lse_all).subspan((std::size_t(rk) * H + h) * T, T);
-        scatter_rows(ch, src, std::span<float>(out.lse).subspan(std::size_t(h) * S, S), 1);
-      }
-      if (bwd_on) {
-        scatter_rows(ch, part(dq_all, wq), out.dq, wq);
-        scatter_rows(ch, part(dk_all, wkv), out.dk, wkv);
-        scatter_rows(ch, part(dv_all, wkv), out.dv, wkv);
-      }
-    }
-    AttentionShape shape{S, S, c.heads.heads_q, c.heads.heads_kv, c.heads.head_dim, 0.f};
     if (!data->checker)  // shared by the cases of this mask: its reference is computed once
       data->checker = std::make_unique<bench::Checker>(shape, gm->mask, c.dtype, *inputs,
-                                                       st.opt.check, c.mask.seed ^ c.data_seed);
+                                                       st.opt.check, check_seed);
+    const bench::CheckSample& reads = data->checker->sample();
+    if (reads.full != sample.full || reads.q_rows != sample.q_rows ||
+        reads.k_rows != sample.k_rows || reads.kv_group != sample.kv_group)
+      throw std::logic_error("the checker samples other entries than the ranks gathered");
     bench::CheckResult cr;
     data->checker->check_forward(out.o, out.lse, cr);
     if (bwd_on) data->checker->check_backward(out.o, out.lse, out.dq, out.dk, out.dv, cr);

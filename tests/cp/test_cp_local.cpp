@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "longattn/cp/device.hpp"
+#include "longattn/cp/row_set.hpp"
 #include "longattn/error.hpp"
 #include "longattn/cp/dispatch.hpp"
 #include "longattn/cp/local_attention.hpp"
@@ -140,6 +141,83 @@ TEST(CpLocal, StridedCopiesMoveHeadsBetweenLayouts) {
   EXPECT_EQ(xs[0], 0.f);
   EXPECT_THROW(dev->copy_rows({y, 0, 4}, {x, 2, 8}, 4, 4, false), std::out_of_range);
   EXPECT_THROW(dev->allocate(4, DType::bf16), InputError);
+}
+
+TEST(CpLocal, RowSetAlgebra) {
+  const std::vector<Range> a{{5, 8}, {0, 2}, {2, 3}, {7, 10}, {12, 12}};
+  EXPECT_EQ(normalized_rows(a), (std::vector<Range>{{0, 3}, {5, 10}}));
+  const std::vector<Range> b{{1, 6}, {9, 11}};
+  EXPECT_EQ(rows_union(a, b), (std::vector<Range>{{0, 11}}));
+  EXPECT_EQ(rows_intersection(a, b), (std::vector<Range>{{1, 3}, {5, 6}, {9, 10}}));
+  EXPECT_EQ(rows_minus(a, b), (std::vector<Range>{{0, 1}, {6, 9}}));
+  EXPECT_EQ(rows_complement(a, 12), (std::vector<Range>{{3, 5}, {10, 12}}));
+  EXPECT_TRUE(rows_complement(std::vector<Range>{{0, 4}}, 4).empty());
+  const RowSet s(a, 12);
+  EXPECT_EQ(s.rows(), 8);
+  EXPECT_THROW(RowSet(a, 9), std::out_of_range);
+}
+
+// The row-restricted operations touch exactly the rows of the set, and a first merge writes the
+// step as a merge into (0, -inf) does.
+TEST(CpLocal, RowRestrictedOperationsLeaveOtherRowsAlone) {
+  auto dev = make_cpu_device();
+  const Index rows = 6;
+  const int heads = 2, dim = 3, w = heads * dim;
+  const RowSet set = dev->row_set({{1, 3}, {4, 5}}, rows);
+  const auto in_set = [](Index r) { return r == 1 || r == 2 || r == 4; };
+  auto make = [&](std::vector<float> x) {
+    Buffer b = dev->allocate(x.size(), DType::fp32);
+    dev->upload(b, x);
+    return b;
+  };
+  auto read = [&](TensorRef t) {
+    std::vector<float> x(t.count);
+    dev->download(x, t);
+    return x;
+  };
+  const std::vector<float> xs = random(rows * w, 11), ys = random(rows * w, 12);
+  Buffer a = make(xs), b = make(ys);
+  dev->add(a, b, set);
+  std::vector<float> got = read(a);
+  for (Index r = 0; r < rows; ++r)
+    for (int i = 0; i < w; ++i) {
+      const std::size_t at = r * w + i;
+      EXPECT_EQ(got[at], in_set(r) ? xs[at] + ys[at] : xs[at]);
+    }
+  dev->convert(a, b, set);
+  dev->fill(b, 7.f, set);
+  got = read(a);
+  std::vector<float> got_b = read(b);
+  for (Index r = 0; r < rows; ++r)
+    for (int i = 0; i < w; ++i) {
+      const std::size_t at = r * w + i;
+      EXPECT_EQ(got[at], in_set(r) ? ys[at] : xs[at]);
+      EXPECT_EQ(got_b[at], in_set(r) ? 7.f : ys[at]);
+    }
+
+  // Merges: the restricted ones against full merges on copies.
+  constexpr float ninf = -std::numeric_limits<float>::infinity();
+  std::vector<float> lse_a = random(rows * heads, 13), lse_s = random(rows * heads, 14);
+  lse_a[1] = ninf;           // head 0, row 1: an empty accumulator
+  lse_s[2] = ninf;         // head 0, row 2: a step without keys
+  lse_s[rows + 4] = ninf;    // head 1, row 4
+  for (bool first : {false, true}) {
+    Buffer oa = make(xs), la = make(lse_a), os = make(ys), ls = make(lse_s);
+    dev->merge(oa, la, os, ls, heads, dim, set, first);
+    Buffer full_o = make(first ? std::vector<float>(xs.size(), 0.f) : xs);
+    Buffer full_l = make(first ? std::vector<float>(lse_a.size(), ninf) : lse_a);
+    dev->merge(full_o, full_l, os, ls, rows, heads, dim);
+    const std::vector<float> o = read(oa), l = read(la), fo = read(full_o), fl = read(full_l);
+    for (Index r = 0; r < rows; ++r)
+      for (int h = 0; h < heads; ++h) {
+        const std::size_t li = h * rows + r;
+        EXPECT_EQ(l[li], in_set(r) ? fl[li] : lse_a[li]) << first << " " << r << " " << h;
+        for (int d = 0; d < dim; ++d) {
+          const std::size_t oi = (r * heads + h) * dim + d;
+          EXPECT_EQ(o[oi], in_set(r) ? fo[oi] : xs[oi]) << first << " " << r << " " << h;
+        }
+      }
+  }
 }
 
 }  // namespace

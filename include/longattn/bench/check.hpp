@@ -73,6 +73,23 @@ void plain_backward(const AttentionShape& s, const MaskRows& mask, DType t,
                     std::span<const float> d_o, std::span<float> dq, std::span<float> dk,
                     std::span<float> dv);
 
+// The entries of a backend's outputs a check reads (so that a distributed backend can hand over
+// just these). Full: every entry. Otherwise:
+//   O and LSE   every head at q_rows; and, for the backward, the query heads of KV group
+//               kv_group at every row (dK, dV need the saved O and LSE of all queries)
+//   dQ          the query heads of kv_group at q_rows
+//   dK, dV      KV head kv_group at k_rows
+struct CheckSample {
+  bool full = true;
+  std::vector<Index> q_rows;  // ascending
+  std::vector<Index> k_rows;  // ascending
+  int kv_group = -1;
+};
+
+// The sample a Checker made with the same arguments uses (cheap: no reference is computed).
+CheckSample check_sample(const AttentionShape& shape, const Mask& mask, const CheckOptions& options,
+                         std::uint64_t seed);
+
 // Host fp32 tensors of one case in reference.hpp's layouts.
 struct HostTensors {
   std::vector<float> q, k, v, d_o;   // inputs (rounded to the dtype)
@@ -92,6 +109,7 @@ class Checker {
   Checker& operator=(const Checker&) = delete;
 
   bool full() const;
+  const CheckSample& sample() const;
   // Fills o (and lse_max_abs) of r from the backend's O and LSE.
   void check_forward(std::span<const float> o, std::span<const float> lse, CheckResult& r);
   // Fills dq, dk, dv of r; o and lse are the backend's saved forward outputs.

@@ -10,7 +10,9 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
+#include "longattn/cp/row_set.hpp"
 #include "longattn/cp/tensor.hpp"
 #include "longattn/range.hpp"
 
@@ -72,6 +74,17 @@ class Device {
   // unchanged, and one whose both are -inf stays (0, -inf).
   virtual void merge(TensorRef o_acc, TensorRef lse_acc, TensorRef o_step, TensorRef lse_step,
                      Index rows, int heads, int dim) = 0;
+
+  // The same operations restricted to the rows of `rows` (of tensors with rows.extent() rows);
+  // the other rows are left as they are. For merge, LSEs are [heads][extent]; with `first` the
+  // accumulators' rows are taken as empty (0, -inf) whatever they hold, so the step is written
+  // into them as a merge into nothing gives it.
+  virtual RowSet row_set(std::vector<Range> ranges, Index extent) = 0;
+  virtual void fill(TensorRef t, float value, const RowSet& rows) = 0;
+  virtual void convert(TensorRef dst, TensorRef src, const RowSet& rows) = 0;
+  virtual void add(TensorRef acc, TensorRef x, const RowSet& rows) = 0;
+  virtual void merge(TensorRef o_acc, TensorRef lse_acc, TensorRef o_step, TensorRef lse_step,
+                     int heads, int dim, const RowSet& rows, bool first) = 0;
 
   // Waits for everything enqueued. On a GPU it gives up after the device's timeout with a clear
   // error (a communication that never completes means a peer hung or disagrees on the work).

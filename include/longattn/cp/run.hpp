@@ -10,8 +10,10 @@
 //   imbalance       max / mean of the ranks' work
 //   bytes           measured per rank against the model (comm_model.hpp); any difference makes
 //                   the case `wrong`
-//   error           O, dQ, dK, dV gathered in global order, checked against the single-device
-//                   reference exactly as `longattn bench` checks a kernel (bench::Checker)
+//   error           O, dQ, dK, dV checked against the single-device reference exactly as
+//                   `longattn bench` checks a kernel (bench::Checker); only the entries the
+//                   checker reads (bench::CheckSample: all of them for a full check) travel to
+//                   rank 0
 // The record is `longattn bench`'s (bench::Record: status, mask statistics, FLOPs, the slowest
 // rank's timing, the largest peak memory, the check, the environment) plus a "cp" object.
 #include <memory>
