@@ -130,13 +130,14 @@ if ls .whl/*.whl > /dev/null 2>&1; then
   fi
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site "${wheels[@]}" >> "$log" 2>&1 || say "pip install reported errors (see log)"
-  extra=/tmp/site
-  for f in /tmp/site/*.pth; do
-    [ -f "$f" ] || continue
-    while IFS= read -r line; do
-      case "$line" in ''|'#'*|import*) ;; *) extra="$extra:/tmp/site/$line" ;; esac
-    done < "$f"
-  done
+  # Python reads .pth files only in site directories, not in PYTHONPATH: let `site` process them
+  # (path lines and `import` lines alike; the CuTe DSL's puts its dsl_packages folder, which
+  # holds the `cutlass` module FlashAttention-4 imports, on sys.path) and keep what they added.
+  extra=$(python3 -S -c 'import site, sys
+before = set(sys.path)
+site.addsitedir("/tmp/site")
+print(":".join(["/tmp/site"] + [p for p in sys.path if p not in before and p != "/tmp/site"]))') ||
+    extra=/tmp/site
   export PYTHONPATH=$extra${PYTHONPATH:+:$PYTHONPATH}
   say "installed ${#wheels[@]} wheels into /tmp/site"
 else
