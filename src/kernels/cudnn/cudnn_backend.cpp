@@ -15,6 +15,7 @@
 #include <variant>
 
 #include "cudnn/stats_layout.hpp"
+#include "device_memory.hpp"
 #include "longattn/bench/backend.hpp"
 #include "longattn/views/cu_seqlens.hpp"
 #include "longattn/views/uniform_band.hpp"
@@ -28,34 +29,10 @@ enum Uid : fe::graph::Tensor_attributes::uid_t {
   kQ = 1, kK, kV, kO, kStats, kSeqQ, kSeqKv, kRaggedQ, kRaggedKv, kDO, kDQ, kDK, kDV
 };
 
-void check_cuda(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return;
-  (void)cudaGetLastError();
-  const std::string msg = fmt::format("cudnn: {}: {}", what, cudaGetErrorString(e));
-  if (e == cudaErrorMemoryAllocation) throw OutOfMemory(msg);
-  throw std::runtime_error(msg);
-}
+constexpr std::string_view kName = "cudnn";
 
-class Buffer {
- public:
-  Buffer() = default;
-  explicit Buffer(std::size_t bytes) { check_cuda(cudaMalloc(&p_, bytes == 0 ? 1 : bytes), "cudaMalloc"); }
-  ~Buffer() {
-    if (p_) cudaFree(p_);
-  }
-  Buffer(Buffer&& o) noexcept : p_(o.p_) { o.p_ = nullptr; }
-  Buffer& operator=(Buffer&& o) noexcept {
-    std::swap(p_, o.p_);
-    return *this;
-  }
-  template <class T = void>
-  T* get() const {
-    return static_cast<T*>(p_);
-  }
+void check_cuda(cudaError_t e, const char* what) { check_cuda_call(e, kName, what); }
 
- private:
-  void* p_ = nullptr;
-};
 
 // The mask as cuDNN takes it.
 struct BandMask {
@@ -231,7 +208,7 @@ class CudnnPlan final : public Plan {
   CudnnPlan(cudnnHandle_t handle, const Problem& p, const CudnnMask& m, const Layout& l, Built fwd,
             Built bwd)
       : handle_(handle), s_(p.shape), l_(l), fwd_(std::move(fwd)), bwd_(std::move(bwd)) {
-    workspace_ = Buffer(std::size_t(std::max(fwd_.workspace, bwd_.workspace)));
+    workspace_ = DeviceBuffer(std::size_t(std::max(fwd_.workspace, bwd_.workspace)), kName);
     if (l_.ragged) {
       const auto& offsets = std::get<DocumentMask>(m).offsets;
       std::vector<int> seq, starts, rq, rkv;
@@ -241,8 +218,8 @@ class CudnnPlan final : public Plan {
         rq.push_back(int(o * s_.heads_q * s_.head_dim));
         rkv.push_back(int(o * s_.heads_kv * s_.head_dim));
       }
-      auto upload = [](Buffer& dst, const std::vector<int>& v) {
-        dst = Buffer(v.size() * sizeof(int));
+      auto upload = [](DeviceBuffer& dst, const std::vector<int>& v) {
+        dst = DeviceBuffer(v.size() * sizeof(int), kName);
         check_cuda(cudaMemcpy(dst.get(), v.data(), v.size() * sizeof(int), cudaMemcpyHostToDevice),
                    "document upload");
       };
@@ -250,7 +227,8 @@ class CudnnPlan final : public Plan {
       upload(starts_, starts);
       upload(ragged_q_, rq);
       upload(ragged_kv_, rkv);
-      stats_ = Buffer(std::size_t(l_.batch) * std::size_t(s_.heads_q) * std::size_t(l_.max_len) * sizeof(float));
+      const std::size_t rows = std::size_t(l_.batch) * std::size_t(s_.heads_q) * std::size_t(l_.max_len);
+      stats_ = DeviceBuffer(rows * sizeof(float), kName);
     }
   }
 
@@ -300,7 +278,7 @@ class CudnnPlan final : public Plan {
   AttentionShape s_;
   Layout l_;
   Built fwd_, bwd_;
-  Buffer workspace_, seq_, starts_, ragged_q_, ragged_kv_, stats_;
+  DeviceBuffer workspace_, seq_, starts_, ragged_q_, ragged_kv_, stats_;
 };
 
 class CudnnBackend final : public Backend {

@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "device_memory.hpp"
 #include "naive/naive_kernels.hpp"
 
 namespace longattn::bench {
@@ -13,13 +14,9 @@ namespace {
 
 using naive::Elem;
 
-void check_cuda(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return;
-  (void)cudaGetLastError();
-  const std::string msg = fmt::format("naive: {}: {}", what, cudaGetErrorString(e));
-  if (e == cudaErrorMemoryAllocation) throw OutOfMemory(msg);
-  throw std::runtime_error(msg);
-}
+constexpr std::string_view kName = "naive";
+
+void check_cuda(cudaError_t e, const char* what) { check_cuda_call(e, kName, what); }
 
 void check_blas(cublasStatus_t s, const char* what) {
   if (s == CUBLAS_STATUS_SUCCESS) return;
@@ -28,27 +25,6 @@ void check_blas(cublasStatus_t s, const char* what) {
   throw std::runtime_error(msg);
 }
 
-// Device memory owned by a plan; freed with it.
-class Buffer {
- public:
-  Buffer() = default;
-  explicit Buffer(std::size_t bytes) { check_cuda(cudaMalloc(&p_, bytes == 0 ? 1 : bytes), "cudaMalloc"); }
-  ~Buffer() {
-    if (p_) cudaFree(p_);
-  }
-  Buffer(Buffer&& o) noexcept : p_(o.p_) { o.p_ = nullptr; }
-  Buffer& operator=(Buffer&& o) noexcept {
-    std::swap(p_, o.p_);
-    return *this;
-  }
-  template <class T = void>
-  T* get() const {
-    return static_cast<T*>(p_);
-  }
-
- private:
-  void* p_ = nullptr;
-};
 
 constexpr std::size_t kCublasWorkspace = std::size_t(32) << 20;
 
@@ -68,8 +44,8 @@ class NaivePlan final : public Plan {
       }
       base += Index(r.keys.size());
     }
-    offsets_ = Buffer(offsets.size() * sizeof(long long));
-    keys_ = Buffer(keys.size() * sizeof(long long));
+    offsets_ = DeviceBuffer(offsets.size() * sizeof(long long), kName);
+    keys_ = DeviceBuffer(keys.size() * sizeof(long long), kName);
     check_cuda(cudaMemcpy(offsets_.get(), offsets.data(), offsets.size() * sizeof(long long),
                           cudaMemcpyHostToDevice), "mask upload");
     check_cuda(cudaMemcpy(keys_.get(), keys.data(), keys.size() * sizeof(long long),
@@ -79,14 +55,14 @@ class NaivePlan final : public Plan {
     dev_rows_.entries = int(rows.size());
     dev_rows_.group = s_.heads_q / s_.heads_kv;
 
-    scores_ = Buffer(H * S * S * sizeof(float));
-    p_ = Buffer(H * S * S * 2);
-    workspace_ = Buffer(kCublasWorkspace);
+    scores_ = DeviceBuffer(H * S * S * sizeof(float), kName);
+    p_ = DeviceBuffer(H * S * S * 2, kName);
+    workspace_ = DeviceBuffer(kCublasWorkspace, kName);
     if (runs_backward(p.direction)) {
       const std::size_t kv = s_.kv_elements();
-      dk32_ = Buffer(kv * sizeof(float));
-      dv32_ = Buffer(kv * sizeof(float));
-      delta_ = Buffer(H * S * sizeof(float));
+      dk32_ = DeviceBuffer(kv * sizeof(float), kName);
+      dv32_ = DeviceBuffer(kv * sizeof(float), kName);
+      delta_ = DeviceBuffer(H * S * sizeof(float), kName);
     }
   }
 
@@ -199,7 +175,7 @@ class NaivePlan final : public Plan {
   cublasHandle_t blas_;
   AttentionShape s_;
   Elem elem_;
-  Buffer offsets_, keys_, scores_, p_, workspace_, dk32_, dv32_, delta_;
+  DeviceBuffer offsets_, keys_, scores_, p_, workspace_, dk32_, dv32_, delta_;
   naive::DeviceRows dev_rows_;
   Stream stream_ = nullptr;
   bool bound_ = false;
