@@ -50,3 +50,8 @@ endmacro()
 # cuDNN frontend headers (PyPI nvidia-cudnn-frontend): located by scripts/setup.sh, or in .deps.
 find_path(LONGATTN_CUDNN_FRONTEND_INCLUDE cudnn_frontend.h
           HINTS ${LONGATTN_DEPS_DIR}/cudnn_frontend/include ENV CUDNN_FRONTEND_INCLUDE)
+
+# CUTLASS / CuTe headers (PyPI nvidia-cutlass's cutlass_library/source/include), for the sm_90a
+# flash_hopper backend only: located in .deps (scripts/make_deps.sh) or by CUTLASS_INCLUDE.
+find_path(LONGATTN_CUTLASS_INCLUDE cute/tensor.hpp
+          HINTS ${LONGATTN_DEPS_DIR}/cutlass/include ENV CUTLASS_INCLUDE)

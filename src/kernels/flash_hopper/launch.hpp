@@ -1,0 +1,17 @@
+#pragma once
+// The launch function each .cu file instantiates once (dtype x head_dim), declared for the
+// dispatch in dispatch.cpp. Plain C++: no CUDA or CuTe types cross this line.
+#include "longattn/kernels/flash_hopper.hpp"
+
+namespace longattn::flash_hopper {
+
+template <DType Dt, int D>
+void launch_forward(const FwdParams& p, Stream stream);
+
+// Tile shape shared by the kernel and the host-side planning.
+struct FwdTile {
+  static constexpr int kRows = 128;  // queries per CTA: 2 consumer warpgroups x 64 rows
+  static constexpr int kCols = 128;  // keys per chunk (one wgmma N)
+};
+
+}  // namespace longattn::flash_hopper
