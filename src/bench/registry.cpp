@@ -15,6 +15,7 @@ std::unique_ptr<Backend> make_naive_backend();  // src/kernels/naive
 std::unique_ptr<Backend> make_cudnn_backend();  // src/kernels/cudnn (only with its headers)
 std::unique_ptr<Backend> make_flash_backend();                // src/kernels/flash
 std::unique_ptr<Backend> make_flash_deterministic_backend();  // src/kernels/flash
+std::unique_ptr<Backend> make_flash_hopper_backend();  // src/kernels/flash_hopper (sm_90a builds)
 
 namespace {
 
@@ -39,6 +40,12 @@ constexpr BackendInfo kBackends[] = {
     {"flash_deterministic", Device::gpu,
      "flash with a deterministic backward (dQ from its own pass over query tiles, no atomics)",
      make_flash_deterministic_backend},
+#endif
+#ifdef LONGATTN_WITH_FLASH_HOPPER
+    {"flash_hopper", Device::gpu,
+     "longattn's sm_90a forward kernel (TMA + wgmma, warp-specialised), same prepared mask with "
+     "128 x 128 tiles; forward only",
+     make_flash_hopper_backend},
 #endif
 };
 
