@@ -59,6 +59,13 @@ inline void check_cuda(cudaError_t e, const char* what) {
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
+// 2^x by the SFU (ex2.approx.ftz): exp2(-inf) = 0, the only non-finite input the softmax feeds.
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 template <class T_, int D, bool kHasPartial_>
 struct Config {
   using T = T_;
@@ -330,7 +337,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
         const float m_new = fmaxf(row_max[hh], tile_max[hh]);
-        const float corr = exp2f(row_max[hh] - (m_new == -INFINITY ? 0.f : m_new));
+        const float corr = exp2_approx(row_max[hh] - (m_new == -INFINITY ? 0.f : m_new));
         row_max[hh] = m_new;
         row_sum[hh] *= corr;
 #pragma unroll
@@ -349,7 +356,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int i = 4 * ni + 2 * hh + e;
-          const float pv = exp2f(fmaf(tSrS(i), sl2, -m_use));
+          const float pv = exp2_approx(fmaf(tSrS(i), sl2, -m_use));
           tSrS(i) = pv;
           sum += pv;
         }
