@@ -51,7 +51,9 @@ std::vector<char> rasterise(const flash::MaskTiles& t, const BlockSparseMask& m,
         for (Index c0 = run.begin, i = 0; c0 < run.end; c0 += chunk, ++i) {
           const Range ch{c0, std::min<Index>(c0 + chunk, run.end)};
           const Range q = t.key_major ? ch : span, k = t.key_major ? span : ch;
-          if (run.bits < 0 && !t.key_major) EXPECT_EQ(ch.size(), chunk) << "a short full chunk";
+          if (run.bits < 0 && !t.key_major) {
+            EXPECT_EQ(ch.size(), chunk) << "a short full chunk";
+          }
           for (Index qi = q.begin; qi < q.end; ++qi)
             for (Index kj = k.begin; kj < k.end; ++kj) {
               bool allowed = true;

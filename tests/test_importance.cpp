@@ -141,7 +141,7 @@ TEST(Importance, KeptBlocksOutscoreTheRestOnVariableBlocks) {
     for (int g_head = 0; g_head < 2; ++g_head)
       for (Index qb = 0; qb < p.num_blocks(); ++qb) {
         const Index cand = causal ? qb + 1 : p.num_blocks();
-        std::vector<double> score(size_t(cand));
+        std::vector<double> score(static_cast<size_t>(cand));
         for (Index kb = 0; kb < cand; ++kb)
           for (int d = 0; d < 8; ++d)
             score[size_t(kb)] += mean(q, 4, 2 * g_head, 2 * g_head + 2, qb, d) * mean(k, 2, g_head, g_head + 1, kb, d);
@@ -150,9 +150,11 @@ TEST(Importance, KeptBlocksOutscoreTheRestOnVariableBlocks) {
         EXPECT_EQ(Index(kept.size()), std::max<Index>(1, Index(std::floor(0.3 * cand + 0.5))));
         double worst_kept = 1e300;
         for (auto kb : kept) worst_kept = std::min(worst_kept, score[size_t(kb)]);
-        for (Index kb = 0; kb < cand; ++kb)
-          if (std::find(kept.begin(), kept.end(), kb) == kept.end())
+        for (Index kb = 0; kb < cand; ++kb) {
+          if (std::find(kept.begin(), kept.end(), kb) == kept.end()) {
             EXPECT_LE(score[size_t(kb)], worst_kept + 1e-12) << "qb " << qb << " kb " << kb;
+          }
+        }
       }
   }
 }

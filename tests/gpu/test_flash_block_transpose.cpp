@@ -4,11 +4,10 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <string>
 #include <vector>
 
 #include "flash/block_transpose.hpp"
-#include <fmt/format.h>
-
 #include "longattn/error.hpp"
 #include "longattn/patterns.hpp"
 #include "longattn/views/block_lists.hpp"
@@ -98,7 +97,8 @@ TEST(FlashBlockTranspose, MatchesTheHostTranspose) {
           spec.params.sparse_heads = 4;
           const auto m = std::get<BlockSparseMask>(make_mask(spec).mask);
           expect_device_transpose_matches(
-              m, fmt::format("{} causal {} keep {} S={}", to_string(p), causal, keep, s));
+              m, std::string(to_string(p)) + (causal ? " causal" : "") + " keep " +
+                     std::to_string(keep) + " S=" + std::to_string(s));
         }
 }
 

@@ -4,6 +4,7 @@
 // positions (cut by the diagonal when causal), so unions, full chunks and bitmasks all follow
 // from a few position ranges per block.
 #include <algorithm>
+#include <span>
 
 #include <fmt/format.h>
 

@@ -11,8 +11,6 @@
 #include <stdexcept>
 #include <string>
 
-#include <fmt/format.h>
-
 #include "block_transpose.hpp"
 #include "longattn/error.hpp"
 
@@ -104,8 +102,9 @@ void validate(const BlockListShape& s) {
   constexpr std::int64_t kMax = std::numeric_limits<std::int32_t>::max() / 2;
   if (s.heads < 1 || s.blocks < 0 || s.entries < 0 || std::int64_t(s.heads) * s.blocks >= kMax ||
       s.entries >= kMax || s.entries > std::int64_t(s.heads) * s.blocks * s.blocks)
-    throw InputError(fmt::format("flash: k->q lists of {} heads x {} blocks, {} entries",
-                                 s.heads, s.blocks, s.entries));
+    throw InputError("flash: k->q lists of " + std::to_string(s.heads) + " heads x " +
+                     std::to_string(s.blocks) + " blocks, " + std::to_string(s.entries) +
+                     " entries");
 }
 
 }  // namespace
@@ -121,8 +120,8 @@ void transpose_block_lists(const BlockListShape& shape, StackedBlockLists q_to_k
                            StackedBlockListsOut k_to_q, void* scratch, std::size_t scratch_bytes,
                            Stream stream) {
   if (scratch_bytes < transpose_scratch_bytes(shape))
-    throw InputError(fmt::format("flash: k->q lists need {} scratch bytes, got {}",
-                                 transpose_scratch_bytes(shape), scratch_bytes));
+    throw InputError("flash: k->q lists need " + std::to_string(transpose_scratch_bytes(shape)) +
+                     " scratch bytes, got " + std::to_string(scratch_bytes));
   const std::int64_t rows = std::int64_t(shape.heads) * shape.blocks;
   const Scratch s = carve(shape, scratch);
   const auto grid = unsigned((rows + kWarpsPerCta - 1) / kWarpsPerCta);

@@ -4,10 +4,8 @@
 // heaviest first (long outer tiles split across items when allowed). No CUDA here: the CPU tests
 // check it; device_mask.cpp copies the result to the device.
 #include <algorithm>
-#include <cstring>
 #include <limits>
 #include <numeric>
-#include <stdexcept>
 
 #include <fmt/format.h>
 
@@ -151,3 +149,5 @@ MaskTiles prepare_mask(const SliceMask& m, TileShape shape, bool key_major,
   return out;
 }
 
+
+}  // namespace longattn::flash
