@@ -4,6 +4,8 @@
 #   scripts/device_results.sh build      configure + build (sm_90a), GPU tests
 #   scripts/device_results.sh kernels    12 static masks at 16K: flash, cudnn and PyTorch peers
 #   scripts/device_results.sh quick      `longattn suite quick` and its report
+#   scripts/device_results.sh dense [S]  resume the dense suite from docs/results/dense_h100 for at
+#                                        most S seconds (default 480); records and log into $OUT
 # Set LONGATTN_GIT_COMMIT to the commit the tree was copied from (the copy may carry no .git, or a stale one).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,5 +42,17 @@ case ${1:-} in
     "$bin" suite quick --out "$OUT/quick" --check-rows 64 >>"$OUT/quick.txt" 2>"$OUT/quick.err"
     echo "== exit $?"; cat "$OUT/quick.txt"; tail -3 "$OUT/quick.err"
     ;;
-  *) echo "usage: $0 build|kernels|quick" >&2; exit 2 ;;
+  dense)
+    # The suite resumes: the committed records seed the run folder, recorded cases are skipped.
+    run=$root/runs/dense-h100
+    mkdir -p "$run"
+    [ -f "$run/records.jsonl" ] || cp docs/results/dense_h100/records.jsonl "$run/records.jsonl"
+    args=(--out "$run" --warmup 1 --min-reps 3 --time-budget 0.05 --check-rows 8)
+    echo "command: longattn suite dense ${args[*]}" | tee "$OUT/dense.txt"
+    timeout "${2:-480}" "$bin" suite dense "${args[@]}" >>"$OUT/dense.txt" 2>"$OUT/dense.err"
+    echo "== exit $? (124: stopped by the time limit; run again to go on)"
+    cp "$run/records.jsonl" "$OUT/records.jsonl"
+    wc -l "$OUT/records.jsonl"; tail -3 "$OUT/dense.err"
+    ;;
+  *) echo "usage: $0 build|kernels|quick|dense [seconds]" >&2; exit 2 ;;
 esac

@@ -94,8 +94,9 @@ TEST(SliceMask, RestrictAndTransposeAreExact) {
       for (Index i = 0; i < 97; ++i)
         for (Index j = 0; j < 97; ++j) {
           ASSERT_EQ(t.allows(j, i), m.allows(i, j));
-          if (i >= 13 && i < 70 && j >= 40 && j < 90)
+          if (i >= 13 && i < 70 && j >= 40 && j < 90) {
             ASSERT_EQ(r.allows(i - 13, j - 40), m.allows(i, j));
+          }
         }
     }
 }
@@ -144,8 +145,9 @@ TEST(Patterns, DeterministicPerSeed) {
     const MaskSpec spec{pi.pattern, 3000, {}, 42};
     const auto a = make_mask(spec), b = make_mask(spec);
     EXPECT_EQ(total_area(a.mask), total_area(b.mask)) << pi.name;
-    if (auto* sa = std::get_if<SliceMask>(&a.mask))
+    if (auto* sa = std::get_if<SliceMask>(&a.mask)) {
       EXPECT_EQ(sa->slices(), std::get<SliceMask>(b.mask).slices()) << pi.name;
+    }
   }
 }
 
@@ -160,8 +162,11 @@ TEST(BlockSparse, KeepsRoundedFractionPerQueryBlockAndPartitionsExactly) {
       const auto& m = std::get<BlockSparseMask>(g.mask);
       const BlockPartition& b = m.blocks();
       EXPECT_EQ(b.seqlen(), 5000);
-      for (Index x = 0; x < b.num_blocks(); ++x)
-        if (p == Pattern::block_sparse_variable) EXPECT_GE(b.block(x).size(), 128);
+      for (Index x = 0; x < b.num_blocks(); ++x) {
+        if (p == Pattern::block_sparse_variable) {
+          EXPECT_GE(b.block(x).size(), 128);
+        }
+      }
       for (int h = 0; h < 2; ++h)
         for (Index qb = 0; qb < b.num_blocks(); ++qb) {
           const Index cand = causal ? qb + 1 : b.num_blocks();

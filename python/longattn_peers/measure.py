@@ -159,22 +159,9 @@ class CudaMeasure:
         """`before` (untimed, ahead of the flush) runs before every call when given."""
         torch = self.torch
         ev = lambda: torch.cuda.Event(enable_timing=True)  # noqa: E731
-        warm = [(ev(), ev()) for _ in range(t.warmup)]
-        for a, b in warm:
-            if before:
-                before()
-            self._flush(t)
-            a.record()
-            body()
-            b.record()
-        torch.cuda.synchronize()
-        estimate = min(a.elapsed_time(b) for a, b in warm)
-        reps = planned_reps(estimate, t)
-        events = [(ev(), ev()) for _ in range(reps)]
-        self.poller.sample()
-        self.poller.set_active(False)  # nothing else runs on the host while we measure
-        try:
-            for a, b in events:
+
+        def calls(pairs):  # each call between its pair of events, then wait for all
+            for a, b in pairs:
                 if before:
                     before()
                 self._flush(t)
@@ -182,6 +169,16 @@ class CudaMeasure:
                 body()
                 b.record()
             torch.cuda.synchronize()
+
+        warm = [(ev(), ev()) for _ in range(t.warmup)]
+        calls(warm)
+        estimate = min(a.elapsed_time(b) for a, b in warm)
+        reps = planned_reps(estimate, t)
+        events = [(ev(), ev()) for _ in range(reps)]
+        self.poller.sample()
+        self.poller.set_active(False)  # nothing else runs on the host while we measure
+        try:
+            calls(events)
         finally:
             self.poller.set_active(True)
         self.poller.sample()

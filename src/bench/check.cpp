@@ -336,12 +336,7 @@ Checker::Checker(const AttentionShape& shape, const Mask& mask, DType dtype, con
                  CheckOptions options, std::uint64_t seed)
     : state_(new State(shape, dtype, inputs, options, seed)) {
   State& st = *state_;
-  if (const auto* s = std::get_if<SliceMask>(&mask)) {
-    st.masks.push_back(row_intervals(*s));
-  } else {
-    const auto& b = std::get<BlockSparseMask>(mask);
-    for (int h = 0; h < b.num_heads(); ++h) st.masks.push_back(row_intervals(b, h));
-  }
+  st.masks = row_intervals_per_head(mask);
   st.sample = check_sample(shape, mask, options, seed);
   st.full = st.sample.full;
   st.rows = st.sample.q_rows;

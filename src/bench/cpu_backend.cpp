@@ -73,15 +73,10 @@ class CpuBackend final : public Backend {
   std::string version() const override { return "longattn CPU reference (fp32)"; }
 
   std::unique_ptr<Plan> prepare(const Problem& p) override {
-    std::vector<RowIntervals> rows;
-    if (const auto* s = std::get_if<SliceMask>(&p.canonical())) {
-      rows.push_back(row_intervals(*s));
-    } else {
-      const auto& b = std::get<BlockSparseMask>(p.canonical());
-      if (b.num_heads() != 1 && b.num_heads() != p.shape.heads_kv)
-        throw Unsupported("block-sparse mask heads must be 1 or heads_kv");
-      for (int h = 0; h < b.num_heads(); ++h) rows.push_back(row_intervals(b, h));
-    }
+    if (const auto* b = std::get_if<BlockSparseMask>(&p.canonical());
+        b && b->num_heads() != 1 && b->num_heads() != p.shape.heads_kv)
+      throw Unsupported("block-sparse mask heads must be 1 or heads_kv");
+    std::vector<RowIntervals> rows = row_intervals_per_head(p.canonical());
     if (opt_.alter_mask)
       for (RowIntervals& r : rows) opt_.alter_mask(r);
     return std::make_unique<CpuPlan>(p, std::move(rows), opt_.threads);

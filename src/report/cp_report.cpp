@@ -10,23 +10,13 @@
 
 #include "longattn/patterns.hpp"
 #include "longattn/report/svg.hpp"
+#include "record_fields.hpp"
 
 namespace longattn::report {
 
 using nlohmann::json;
 
 namespace {
-
-template <class T>
-T get_or(const json& j, const char* key, T fallback) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return fallback;
-  try {
-    return it->get<T>();
-  } catch (const json::exception&) {
-    return fallback;
-  }
-}
 
 std::optional<double> number_at(const json& j, std::initializer_list<const char*> path) {
   const json* at = &j;

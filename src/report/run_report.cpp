@@ -12,6 +12,7 @@
 #include "longattn/report/chart.hpp"
 #include "longattn/report/cp_report.hpp"
 #include "longattn/report/svg.hpp"
+#include "record_fields.hpp"
 
 namespace longattn::report {
 
@@ -21,13 +22,6 @@ using nlohmann::json;
 namespace {
 
 // ---- reading records ------------------------------------------------------------------------
-
-template <class T>
-T get_or(const json& j, const char* key, T fallback) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return fallback;
-  return it->get<T>();
-}
 
 std::string heads_of(const json& c) {
   return fmt::format("{}:{}", get_or(c, "heads_q", 0), get_or(c, "heads_kv", 0));

@@ -2,6 +2,7 @@
 // Per-row key intervals: for every query row, its allowed keys as sorted, disjoint, non-adjacent
 // ranges (CSR). O(S + intervals) memory. The view the CPU reference and partial tiles consume.
 #include <span>
+#include <variant>
 #include <vector>
 
 #include "longattn/block_sparse.hpp"
@@ -24,6 +25,9 @@ struct RowIntervals {
 
 RowIntervals row_intervals(const SliceMask& m);
 RowIntervals row_intervals(const BlockSparseMask& m, int head);
+// One RowIntervals per mask head: the single one of a slice mask, or one per KV-head pattern of
+// a block-sparse mask (the argument is a patterns.hpp Mask).
+std::vector<RowIntervals> row_intervals_per_head(const std::variant<SliceMask, BlockSparseMask>& m);
 
 // The transpose: for every key column, its allowed query rows (used by backward passes).
 RowIntervals column_intervals(const SliceMask& m);

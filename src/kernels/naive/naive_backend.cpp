@@ -210,13 +210,7 @@ class NaiveBackend final : public Backend {
   }
 
   std::unique_ptr<Plan> prepare(const Problem& p) override {
-    std::vector<RowIntervals> rows;
-    if (const auto* s = std::get_if<SliceMask>(&p.canonical())) {
-      rows.push_back(row_intervals(*s));
-    } else {
-      const auto& b = std::get<BlockSparseMask>(p.canonical());
-      for (int h = 0; h < b.num_heads(); ++h) rows.push_back(row_intervals(b, h));
-    }
+    std::vector<RowIntervals> rows = row_intervals_per_head(p.canonical());
     if (opt_.alter_mask)
       for (RowIntervals& r : rows) opt_.alter_mask(r);
     return std::make_unique<NaivePlan>(blas_, p, rows);

@@ -85,6 +85,17 @@ RowIntervals column_intervals(const SliceMask& m) {
       [](const Band& b) { return b.q.begin; });
 }
 
+std::vector<RowIntervals> row_intervals_per_head(const std::variant<SliceMask, BlockSparseMask>& m) {
+  std::vector<RowIntervals> out;
+  if (const auto* s = std::get_if<SliceMask>(&m)) {
+    out.push_back(row_intervals(*s));
+  } else {
+    const auto& b = std::get<BlockSparseMask>(m);
+    for (int h = 0; h < b.num_heads(); ++h) out.push_back(row_intervals(b, h));
+  }
+  return out;
+}
+
 RowIntervals row_intervals(const BlockSparseMask& m, int head) {
   if (head < 0 || head >= m.num_heads())
     throw InputError(

@@ -9,14 +9,14 @@
 #include "longattn/cp/communicator.hpp"
 #include "longattn/cp/device.hpp"
 #include "longattn/cp/host_group.hpp"
+#include "mpi_test_main.hpp"
 
 namespace longattn::cp {
 namespace {
 
-HostGroup* g_group = nullptr;
 
 struct Comm : ::testing::Test {
-  HostGroup& group = *g_group;
+  HostGroup& group = test_group();
   std::unique_ptr<Device> dev = make_cpu_device();
   std::unique_ptr<Communicator> comm = make_mpi_communicator(group, 30);
   int rank = comm->rank(), n = comm->size();
@@ -149,19 +149,3 @@ TEST_F(Comm, AnUnansweredReceiveTimesOutWithAClearError) {
 
 }  // namespace
 }  // namespace longattn::cp
-
-int main(int argc, char** argv) {
-  longattn::cp::MpiSession mpi;
-  ::testing::InitGoogleTest(&argc, argv);
-  auto group = longattn::cp::HostGroup::world(60);
-  longattn::cp::g_group = &group;
-  // Only rank 0 prints the report; every rank's failures still fail the run.
-  if (group.rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  int rc = RUN_ALL_TESTS();
-  double worst[1] = {double(rc)};
-  group.all_reduce_max(worst);
-  return int(worst[0]);
-}

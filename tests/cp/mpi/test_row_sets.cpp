@@ -13,13 +13,13 @@
 
 #include "longattn/cp/cp_attention.hpp"
 #include "longattn/cp/host_group.hpp"
+#include "mpi_test_main.hpp"
 #include "longattn/rng.hpp"
 #include "longattn/views/row_intervals.hpp"
 
 namespace longattn::cp {
 namespace {
 
-HostGroup* g_group = nullptr;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr Index kT = 16;  // tokens per rank
 
@@ -73,7 +73,7 @@ void expect_near_all(const std::vector<float>& got, const std::vector<float>& wa
 }
 
 TEST(RowSets, EveryAlgorithmKeepsRowsEveryStepOrNoStepTouches) {
-  HostGroup& group = *g_group;
+  HostGroup& group = test_group();
   const int N = group.size(), me = group.rank();
   const int hq = 4, hkv = 2, D = 8;
   const Index S = kT * N;
@@ -151,18 +151,3 @@ TEST(RowSets, EveryAlgorithmKeepsRowsEveryStepOrNoStepTouches) {
 
 }  // namespace
 }  // namespace longattn::cp
-
-int main(int argc, char** argv) {
-  longattn::cp::MpiSession mpi;
-  ::testing::InitGoogleTest(&argc, argv);
-  auto group = longattn::cp::HostGroup::world(60);
-  longattn::cp::g_group = &group;
-  if (group.rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  int rc = RUN_ALL_TESTS();
-  double worst[1] = {double(rc)};
-  group.all_reduce_max(worst);
-  return int(worst[0]);
-}
