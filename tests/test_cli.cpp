@@ -322,4 +322,19 @@ TEST(Cli, BadInputFailsWithAMessage) {
   }
 }
 
+TEST(Cli, BenchImportanceSelectionOnCpu) {
+  // The mask is scored from the case's own seeded inputs; the record says so and checks ok.
+  const CliRun r = longattn({"bench", "--backend", "cpu", "--mask", "block_sparse_uniform",
+                             "--seqlen", "320", "--heads", "4:2", "--head-dim", "32", "--dtype",
+                             "fp32", "--direction", "fwd", "--sparse-block", "64", "--keep", "0.5",
+                             "--sparse-causal", "--sparse-heads", "2", "--selection", "importance",
+                             "--reps", "2", "--min-reps", "2", "--warmup", "1", "--json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out.substr(0, r.out.find('\n')));
+  EXPECT_EQ(j["status"], "ok") << j.dump();
+  EXPECT_NE(j.dump().find("\"selection\":\"importance\""), std::string::npos) << j.dump();
+  expect_failure({"bench", "--backend", "cpu", "--mask", "block_sparse_uniform", "--seqlen", "256",
+                  "--selection", "best"}, "best");
+}
+
 }  // namespace

@@ -52,6 +52,10 @@ void add_mask_param_options(CLI::App& app, MaskOptions& o) {
       ->group(kParamGroup);
   app.add_option("--sparse-heads", p.sparse_heads, "block-sparse: KV heads with their own pattern")
       ->capture_default_str()->group(kParamGroup);
+  app.add_option("--selection", o.selection,
+                 "block-sparse: kept blocks by seeded 'random' scores (default) or 'importance' "
+                 "(pooled Q . K of the case's inputs; bench only)")
+      ->group(kParamGroup);
   app.add_option("--doc-lens", o.doc_lens,
                  "document patterns: explicit lengths, e.g. 1000,250,2846 (instead of sampling)")
       ->group(kParamGroup);
@@ -97,6 +101,7 @@ MaskParams to_params(const MaskOptions& o) {
     p.prefix = *value;
   }
   if (!o.doc_lens.empty()) p.doc_lens = parse_index_list(o.doc_lens, "--doc-lens");
+  if (!o.selection.empty()) p.selection = parse_selection(o.selection);
   if (!o.histogram.empty()) {
     const std::string& h = o.histogram;
     if (h == "pile" || h == "prolong64k" || h == "prolong512k") {

@@ -22,6 +22,7 @@ struct MaskOptions {
   std::string doc_lens;   // --doc-lens 1000,250,...
   std::string histogram;  // --histogram pile|prolong64k|prolong512k|FILE.csv
   std::string mask_file;  // --mask-file FILE.json
+  std::string selection;  // --selection random|importance; empty = random
 };
 
 // The pattern parameters only (--window ... --histogram). For commands that take their own

@@ -48,6 +48,12 @@ const PatternInfo& info(Pattern p);
 std::string_view to_string(Pattern p);
 Pattern parse_pattern(std::string_view name);  // throws InputError listing the valid names
 
+// How a block-sparse mask picks the kept key blocks of a query block (DESIGN.md section 2): the
+// top k of seeded random scores, or of pooled Q . K scores (needs the inputs, see importance.hpp).
+enum class BlockSelection { random, importance };
+std::string_view to_string(BlockSelection s);
+BlockSelection parse_selection(std::string_view name);  // throws InputError naming the choices
+
 // Every parameter of every pattern; each pattern reads only its own (see PatternInfo::parameters).
 struct MaskParams {
   Index window = 1024;                       // sliding windows, global_sliding_window
@@ -60,6 +66,7 @@ struct MaskParams {
   double keep = 0.5;                         // block-sparse keep ratio, in (0, 1]
   bool sparse_causal = false;                // block-sparse: also require j <= i
   int sparse_heads = 1;                      // block-sparse: KV heads with their own pattern
+  BlockSelection selection = BlockSelection::random;  // block-sparse: how kept blocks are chosen
   std::optional<std::vector<Index>> doc_lens;  // explicit documents instead of the sampler
   std::optional<Histogram> histogram;          // sampler histogram; unset = histogram_for(S)
 };
@@ -81,8 +88,13 @@ struct GeneratedMask {
 };
 
 // Throws InputError for S <= 0, a negative window, a parameter out of range, doc_lens that do not
-// sum to S, ... naming the parameter.
+// sum to S, ... naming the parameter, and for importance selection (it needs the inputs:
+// make_importance_block_mask in importance.hpp).
 GeneratedMask make_mask(const MaskSpec& spec);
+
+// Throws InputError unless spec is a valid block-sparse spec; its block partition (seeded for
+// block_sparse_variable).
+BlockPartition block_partition(const MaskSpec& spec);
 
 // Helpers over both kinds of mask.
 Index seqlen_of(const Mask& m);

@@ -70,7 +70,8 @@ json params_json(const MaskSpec& spec) {
             {"average_block", p.average_block},
             {"keep", p.keep},
             {"sparse_causal", p.sparse_causal},
-            {"sparse_heads", p.sparse_heads}};
+            {"sparse_heads", p.sparse_heads},
+            {"selection", to_string(p.selection)}};
   j["prefix"] = p.prefix ? json(*p.prefix) : json(nullptr);
   j["doc_lens"] = p.doc_lens ? json(*p.doc_lens) : json(nullptr);
   j["histogram"] = p.histogram ? json(p.histogram->name) : json(nullptr);

@@ -7,6 +7,7 @@
 #include "executor.hpp"
 #include "longattn/bench/backend.hpp"
 #include "longattn/error.hpp"
+#include "longattn/importance.hpp"
 #include "tensor_data.hpp"
 
 namespace longattn::bench {
@@ -14,10 +15,10 @@ namespace {
 
 std::string spec_key(const MaskSpec& s) {
   const MaskParams& p = s.params;
-  std::string key = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", to_string(s.pattern), s.seqlen,
-                                s.seed, p.window, p.global, p.prefix ? *p.prefix : -1, p.block,
-                                p.sparse_block, p.min_block, p.average_block, p.keep,
-                                p.sparse_causal, p.sparse_heads);
+  std::string key = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", to_string(s.pattern),
+                                s.seqlen, s.seed, p.window, p.global, p.prefix ? *p.prefix : -1,
+                                p.block, p.sparse_block, p.min_block, p.average_block, p.keep,
+                                p.sparse_causal, p.sparse_heads, to_string(p.selection));
   if (p.doc_lens)
     for (Index l : *p.doc_lens) key += fmt::format(",{}", l);
   if (p.histogram) {
@@ -26,6 +27,17 @@ std::string spec_key(const MaskSpec& s) {
       key += fmt::format(",{}:{}:{}", b.lengths.begin, b.lengths.end, b.probability);
   }
   return key;
+}
+
+// Importance-selected block-sparse masks are scored from the case's inputs.
+bool mask_needs_inputs(const MaskSpec& s) {
+  return info(s.pattern).family == PatternFamily::dynamic &&
+         s.params.selection == BlockSelection::importance;
+}
+
+std::string data_key_of(const Case& c) {
+  return fmt::format("{}|{}:{}:{}|{}|{}", c.mask.seqlen, c.heads.heads_q, c.heads.heads_kv,
+                     c.heads.head_dim, to_string(c.dtype), c.data_seed);
 }
 
 AttentionShape shape_of(const Case& c) {
@@ -79,27 +91,27 @@ struct Runner::State {
     if (!gpu) gpu = make_gpu_executor();
     return *gpu;
   }
-  const GeneratedMask& generated(const MaskSpec& spec) {
-    const std::string key = spec_key(spec);
+  // The case's mask; an importance-selected one from the same seeded inputs the kernels get.
+  const GeneratedMask& generated(const Case& c) {
+    const MaskSpec& spec = c.mask;
+    const bool scored = mask_needs_inputs(spec);
+    const std::string key = spec_key(spec) + (scored ? "|" + data_key_of(c) : "");
     if (!mask || key != mask_key) {
       instance.reset();  // holds a Checker over the old mask
       mask.reset();
-      mask = std::make_unique<GeneratedMask>(make_mask(spec));
+      if (scored) {
+        const InputSet& data = *input_set(c);
+        mask = std::make_unique<GeneratedMask>(
+            make_importance_block_mask(spec, data.host.q, data.host.k, c.heads));
+      } else {
+        mask = std::make_unique<GeneratedMask>(make_mask(spec));
+      }
       mask_key = key;
     }
     return *mask;
   }
-  Instance& inputs(const Case& c) {
-    const std::string data_key = fmt::format("{}|{}:{}:{}|{}|{}", c.mask.seqlen, c.heads.heads_q,
-                                             c.heads.heads_kv, c.heads.head_dim, to_string(c.dtype),
-                                             c.data_seed);
-    const std::string key = mask_key + "|" + data_key;
-    if (instance && instance->key == key) return *instance;
-    instance.reset();
-    auto in = std::make_unique<Instance>();
-    in->key = key;
-    in->shape = shape_of(c);
-    in->dtype = c.dtype;
+  std::shared_ptr<const InputSet> input_set(const Case& c) {
+    const std::string data_key = data_key_of(c);
     if (!input_sets.count(data_key)) {
       // The grid varies heads and draws inside a seqlen: keep that seqlen's sets, at most 4.
       const std::string prefix = fmt::format("{}|", c.mask.seqlen);
@@ -109,14 +121,24 @@ struct Runner::State {
     auto& data = input_sets[data_key];
     if (!data) {
       auto d = std::make_shared<InputSet>();
-      d->host = make_inputs(in->shape, c.dtype, c.data_seed);
+      d->host = make_inputs(shape_of(c), c.dtype, c.data_seed);
       d->q = pack(d->host.q, c.dtype);
       d->k = pack(d->host.k, c.dtype);
       d->v = pack(d->host.v, c.dtype);
       d->d_o = pack(d->host.d_o, c.dtype);
       data = std::move(d);
     }
-    in->data = data;
+    return data;
+  }
+  Instance& inputs(const Case& c) {
+    const std::string key = mask_key + "|" + data_key_of(c);
+    if (instance && instance->key == key) return *instance;
+    instance.reset();
+    auto in = std::make_unique<Instance>();
+    in->key = key;
+    in->shape = shape_of(c);
+    in->dtype = c.dtype;
+    in->data = input_set(c);
     in->checker = std::make_unique<Checker>(in->shape, mask->mask, c.dtype, in->data->host, opt.check,
                                             c.data_seed);
     instance = std::move(in);
@@ -279,7 +301,7 @@ Record Runner::run(const Case& c) {
   try {
     Backend& b = st.backend(c.backend);
     r.backend_version = b.version();
-    const GeneratedMask& g = st.generated(c.mask);
+    const GeneratedMask& g = st.generated(c);
     r.mask = mask_stats(g);
     Problem p;
     p.shape = shape_of(c);

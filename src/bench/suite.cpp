@@ -62,6 +62,7 @@ MaskAxis mask_axis(const json& m, const std::string& where) {
       else if (key == "keep") p.keep = v.get<double>();
       else if (key == "sparse_causal") p.sparse_causal = v.get<bool>();
       else if (key == "sparse_heads") p.sparse_heads = v.get<int>();
+      else if (key == "selection") p.selection = parse_selection(v.get<std::string>());
       else if (key == "histogram") p.histogram = builtin_histogram(v.get<std::string>());
       else bad(where, fmt::format("unknown mask parameter '{}'", key));
     } catch (const json::exception&) {

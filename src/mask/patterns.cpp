@@ -9,6 +9,7 @@
 
 #include "longattn/error.hpp"
 #include "longattn/rng.hpp"
+#include "top_k.hpp"
 
 namespace longattn {
 
@@ -210,22 +211,15 @@ BlockSparseMask sparse_mask(const MaskSpec& spec) {
   const Index n = blocks.num_blocks();
   std::vector<BlockLists> kept(p.sparse_heads);
   std::vector<double> score(n);
-  std::vector<std::int32_t> order(n);
+  std::vector<std::int32_t> order;
   for (int h = 0; h < p.sparse_heads; ++h) {
     Rng rng(spec.seed, kBlockScores + std::uint64_t(h));
     BlockLists& l = kept[h];
     l.offsets.push_back(0);
     for (Index qb = 0; qb < n; ++qb) {
       for (double& v : score) v = rng.uniform01();  // scores of every key block, causal or not
-      // Candidates: every key block, or those with a key j <= some query i when causal.
-      const Index candidates = p.sparse_causal ? qb + 1 : n;
-      const Index k = std::clamp<Index>(Index(std::floor(p.keep * double(candidates) + 0.5)), 1,
-                                        candidates);
-      std::iota(order.begin(), order.begin() + candidates, 0);
-      std::partial_sort(order.begin(), order.begin() + k, order.begin() + candidates,
-                        [&](auto a, auto b) { return score[a] > score[b] || (score[a] == score[b] && a < b); });
-      std::sort(order.begin(), order.begin() + k);
-      l.indices.insert(l.indices.end(), order.begin(), order.begin() + k);
+      detail::append_top_k(score, detail::candidate_blocks(qb, n, p.sparse_causal), p.keep, order,
+                           l.indices);
       l.offsets.push_back(Index(l.indices.size()));
     }
   }
@@ -248,10 +242,31 @@ Pattern parse_pattern(std::string_view name) {
   throw InputError(fmt::format("unknown mask pattern '{}' (known: {})", name, names));
 }
 
+std::string_view to_string(BlockSelection s) {
+  return s == BlockSelection::random ? "random" : "importance";
+}
+
+BlockSelection parse_selection(std::string_view name) {
+  if (name == "random") return BlockSelection::random;
+  if (name == "importance") return BlockSelection::importance;
+  throw InputError(fmt::format("unknown block selection '{}' (known: random, importance)", name));
+}
+
+BlockPartition block_partition(const MaskSpec& spec) {
+  check_params(spec);
+  if (info(spec.pattern).family != PatternFamily::dynamic)
+    bad(fmt::format("{} is not a block-sparse pattern", to_string(spec.pattern)));
+  return partition_for(spec);
+}
+
 GeneratedMask make_mask(const MaskSpec& spec) {
   check_params(spec);
   GeneratedMask g{spec, SliceMask{}, std::nullopt, {}};
   if (info(spec.pattern).family == PatternFamily::dynamic) {
+    if (spec.params.selection == BlockSelection::importance)
+      bad(fmt::format("{} with importance selection is scored from the inputs: "
+                      "make_importance_block_mask (the bench builds it from the case's Q and K)",
+                      to_string(spec.pattern)));
     g.mask = sparse_mask(spec);
     return g;
   }

@@ -73,6 +73,7 @@ nlohmann::json mask_parameters(const GeneratedMask& g) {
       j["keep"] = p.keep;
       j["sparse_causal"] = p.sparse_causal;
       j["sparse_heads"] = p.sparse_heads;
+      j["selection"] = to_string(p.selection);
       break;
     case Pattern::block_sparse_variable:
       j["min_block"] = p.min_block;
@@ -80,6 +81,7 @@ nlohmann::json mask_parameters(const GeneratedMask& g) {
       j["keep"] = p.keep;
       j["sparse_causal"] = p.sparse_causal;
       j["sparse_heads"] = p.sparse_heads;
+      j["selection"] = to_string(p.selection);
       break;
     case Pattern::full_document:
     case Pattern::causal_document:

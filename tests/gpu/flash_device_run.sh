@@ -24,9 +24,10 @@ cmake -S .deps/googletest -B $B-gtest -G Ninja -DBUILD_GMOCK=OFF -DINSTALL_GTEST
 ninja -C $B -j16 longattn_kernels longattn_core >>"$OUT/build.log" 2>&1 ||
   { grep -B2 -A8 -E 'error|FAILED' "$OUT/build.log" | head -60; exit 1; }
 gtest_libs="$(find $B-gtest -name libgtest_main.a) $(find $B-gtest -name libgtest.a)"
-libs="$B/src/kernels/liblongattn_kernels.a $B/src/liblongattn_core.a"
-g++ -std=c++20 -O2 -Iinclude -I.deps/googletest/googletest/include -I$CUDA/include \
-  tests/gpu/test_flash.cpp -o $B/test_flash $libs $gtest_libs -L$CUDA/lib64 -lcudart -lpthread \
+libs="$B/src/kernels/liblongattn_kernels.a $B/src/kernels/liblongattn_flash_prep.a $B/src/liblongattn_core.a"
+g++ -std=c++20 -O2 -Iinclude -Isrc/kernels -I.deps/include -I.deps/googletest/googletest/include \
+  -I$CUDA/include tests/gpu/test_flash.cpp tests/gpu/test_flash_block_transpose.cpp \
+  -o $B/test_flash $libs $gtest_libs -L$CUDA/lib64 -lcudart -lpthread \
   >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 nvcc -std=c++20 -O2 -gencode arch=compute_90a,code=sm_90a -Iinclude -I.deps/include \
   tests/gpu/flash_timing.cu -o $B/flash_timing $libs >>"$OUT/build.log" 2>&1 ||

@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "longattn/block_sparse.hpp"
 #include "longattn/mask.hpp"
 #include "longattn/views/tile_map.hpp"
 
@@ -58,13 +59,15 @@ struct TileRun32 {
 };
 
 // One CTA's work: outer tile `outer`, runs [run_begin, run_end) walked once for each pass in
-// [pass_begin, pass_end) (the query heads of a GQA group in the backward pass).
+// [pass_begin, pass_end) (the query heads of a GQA group in the backward pass). kv_head: the KV
+// head whose pattern the tile belongs to (per-KV-head masks; 0 otherwise).
 struct WorkItem {
   std::int32_t outer = 0;
   std::int32_t run_begin = 0;
   std::int32_t run_end = 0;
   std::int16_t pass_begin = 0;
   std::int16_t pass_end = 1;
+  std::int16_t kv_head = 0;
 };
 
 struct PrepareOptions {
@@ -88,8 +91,14 @@ struct MaskTiles {
   std::vector<std::uint32_t> bits;    // partial chunks' bitmasks, in run order
   std::vector<WorkItem> items;        // heaviest first
   bool split = false;                 // some outer tile is shared by several items
-  Index issued_area = 0;              // pairs computed: rows x keys of every chunk
+  Index issued_area = 0;              // pairs computed: rows x keys of every chunk (all heads)
+  // Per-KV-head masks (block-sparse): one set of outer tiles per KV head, concatenated; head h's
+  // are [head_outer[h], head_outer[h + 1]) and cover the whole outer axis, and every item carries
+  // its kv_head (items of all heads sorted together, heaviest first). Empty: one mask, every head.
+  std::vector<std::int32_t> head_outer;
 
+  bool per_head() const { return !head_outer.empty(); }
+  int num_kv_heads() const { return per_head() ? int(head_outer.size()) - 1 : 1; }
   int num_outer() const { return int(outer.size()); }
   Index words_per_tile() const { return shape.rows * (shape.cols / 32); }
   Index partial_tiles() const { return Index(bits.size()) / words_per_tile(); }
@@ -100,6 +109,15 @@ struct MaskTiles {
 // too large for 32-bit positions.
 MaskTiles prepare_mask(const SliceMask& m, TileShape shape, bool key_major,
                        const PrepareOptions& opt = {});
+
+// The same for a block-sparse mask, one set of tiles per KV head (MaskTiles::head_outer): outer
+// tiles cut at the block partition's boundaries, chunks cut from the start of each run of kept
+// blocks, full where every pair is kept (whole kept blocks off the causal diagonal), partial
+// with an exact bitmask where a chunk crosses a dropped block or the diagonal, or (forward) is
+// short. opt.heads counts the CTAs per item on the grid's other axis: the query heads of a
+// group forward, 1 backward (the items already carry their KV head). Host only, no CUDA.
+MaskTiles prepare_block_sparse_mask(const BlockSparseMask& m, TileShape shape, bool key_major,
+                                    const PrepareOptions& opt = {});
 
 // Device form of a WorkItem: everything its CTA needs to start, in one 32-byte record (no chain
 // of dependent loads before the first tile is requested).
@@ -119,6 +137,9 @@ struct MaskView {
   const TileRun32* runs = nullptr;
   const std::uint32_t* bits = nullptr;
   const ItemRecord* items = nullptr;
+  // Per-KV-head masks: item i's KV head (read beside its record, indexed alike); null when one
+  // mask serves every head. TODO(issue 6): the kernels do not read it yet (NOTES.md).
+  const std::int32_t* item_heads = nullptr;
   std::int32_t num_items = 0;
   std::int32_t has_partial = 0;
   std::int32_t split = 0;

@@ -1,36 +1,22 @@
 // Host side of the flash kernels' mask (flash.hpp, "prepared masks"): outer tiles aligned to the
 // slices' boundaries, inner chunks cut from the union of each outer tile's allowed intervals,
 // exact bitmasks of the partial chunks from the per-row key intervals, and work items ordered
-// heaviest first (long outer tiles split across items when allowed). Then one device allocation
-// holding all of it.
-#include <cuda_runtime_api.h>
-
+// heaviest first (long outer tiles split across items when allowed). No CUDA here: the CPU tests
+// check it; device_mask.cpp copies the result to the device.
 #include <algorithm>
-#include <cstring>
 #include <limits>
 #include <numeric>
-#include <stdexcept>
 
 #include <fmt/format.h>
 
 #include "longattn/error.hpp"
 #include "longattn/kernels/flash.hpp"
 #include "longattn/views/row_intervals.hpp"
+#include "tile_prep.hpp"
 
 namespace longattn::flash {
 
 namespace {
-
-// Sets bits [begin, end) of a row of words.
-void set_bits(std::uint32_t* row, Index begin, Index end) {
-  while (begin < end) {
-    const Index w = begin / 32, lo = begin % 32;
-    const Index hi = std::min<Index>(32, lo + (end - begin));
-    const std::uint32_t span = hi - lo == 32 ? ~0u : ((1u << (hi - lo)) - 1u) << lo;
-    row[w] |= span;
-    begin += hi - lo;
-  }
-}
 
 // Appends the bitmask of the tile with query rows q and keys k (each at most the tile's size).
 void append_tile_bits(std::vector<std::uint32_t>& bits, const RowIntervals& rows, TileShape shape,
@@ -50,32 +36,6 @@ void append_tile_bits(std::vector<std::uint32_t>& bits, const RowIntervals& rows
   }
 }
 
-// Outer tiles of at most `tile` positions over [0, extent) starting at the given boundaries; a
-// tile holding fewer than tile / 2 positions when the next segment begins runs on into it.
-std::vector<TileSpan> cut_outer(std::vector<Index> bounds, Index extent, Index tile) {
-  bounds.push_back(0);
-  bounds.push_back(extent);
-  std::sort(bounds.begin(), bounds.end());
-  bounds.erase(std::unique(bounds.begin(), bounds.end()), bounds.end());
-  std::vector<TileSpan> out;
-  auto close = [&](Index b, Index e) { out.push_back({std::int32_t(b), std::int32_t(e)}); };
-  Index t0 = 0;
-  for (size_t s = 0; s + 1 < bounds.size(); ++s) {
-    const Index a = bounds[s], b = bounds[s + 1];
-    while (b - t0 > tile) {
-      if (a > t0 && a - t0 >= tile / 2) {
-        close(t0, a);
-        t0 = a;
-      } else {
-        close(t0, t0 + tile);
-        t0 += tile;
-      }
-    }
-  }
-  if (t0 < extent) close(t0, extent);
-  return out;
-}
-
 }  // namespace
 
 Index MaskTiles::listed_tiles() const {
@@ -87,17 +47,9 @@ Index MaskTiles::listed_tiles() const {
 
 MaskTiles prepare_mask(const SliceMask& m, TileShape shape, bool key_major,
                        const PrepareOptions& opt) {
-  if (shape.rows <= 0 || shape.cols <= 0 || shape.cols % 32 != 0)
-    throw InputError(fmt::format(
-        "flash tile shape {}x{}: rows must be positive and keys a positive multiple of 32",
-        shape.rows, shape.cols));
-  if (opt.passes < 1 || opt.passes > 32767 || opt.heads < 1)
-    throw InputError(fmt::format("flash: {} passes of {} heads", opt.passes, opt.heads));
+  check_prepare_args(shape, opt);
   const Index sq = m.seqlen_q(), sk = m.seqlen_k();
-  constexpr Index kMax = std::numeric_limits<std::int32_t>::max() / 2;
-  if (sq >= kMax || sk >= kMax)
-    throw InputError(
-        fmt::format("flash: sequence lengths {} x {} exceed 32-bit positions", sq, sk));
+  check_positions(sq, sk);
 
   MaskTiles out;
   out.shape = shape;
@@ -176,7 +128,7 @@ MaskTiles prepare_mask(const SliceMask& m, TileShape shape, bool key_major,
         run.bits = -1;
         if (!full) {
           run.bits = std::int32_t(out.partial_tiles());
-          if (Index(run.bits) + (e - c) >= kMax) throw InputError("flash: too many partial tiles");
+          if (Index(run.bits) + (e - c) >= kMaxPosition) throw InputError("flash: too many partial tiles");
           for (Index i = c; i < e; ++i) {
             const Range ch{u.begin + i * chunk, std::min(u.end, u.begin + (i + 1) * chunk)};
             append_tile_bits(out.bits, rows, shape, key_major ? ch : span, key_major ? span : ch);
@@ -190,185 +142,12 @@ MaskTiles prepare_mask(const SliceMask& m, TileShape shape, bool key_major,
       }
     }
     out.offsets.push_back(std::int32_t(out.runs.size()));
-    if (Index(out.runs.size()) >= kMax) throw InputError("flash: too many tile runs");
+    if (Index(out.runs.size()) >= kMaxPosition) throw InputError("flash: too many tile runs");
   }
 
-  // Work items: one per outer tile, or, when a tile outweighs a fair share of a CTA's work, its
-  // passes and then its chunks split across several.
-  Index total = 0;
-  for (Index c : chunks_of) total += c * opt.passes;
-  const Index target =
-      opt.allow_split && opt.num_sms > 0
-          ? std::max<Index>(8, ceil_div(total * opt.heads, Index(2) * opt.num_sms))
-          : std::numeric_limits<Index>::max();
-  std::vector<TileRun32> runs;
-  std::vector<std::int32_t> offsets{0};
-  std::vector<Index> weight;
-  for (size_t t = 0; t < out.outer.size(); ++t) {
-    const Index w = chunks_of[t] * opt.passes;
-    const size_t first_run = runs.size();
-    runs.insert(runs.end(), out.runs.begin() + out.offsets[t],
-                out.runs.begin() + out.offsets[t + 1]);
-    auto item = [&](size_t r0, size_t r1, int p0, int p1, Index chunks) {
-      WorkItem it;
-      it.outer = std::int32_t(t);
-      it.run_begin = std::int32_t(r0);
-      it.run_end = std::int32_t(r1);
-      it.pass_begin = std::int16_t(p0);
-      it.pass_end = std::int16_t(p1);
-      out.items.push_back(it);
-      weight.push_back(chunks * (p1 - p0));
-    };
-    const Index pieces = ceil_div(std::max<Index>(w, 1), target);
-    if (pieces <= 1) {
-      item(first_run, runs.size(), 0, opt.passes, chunks_of[t]);
-    } else if (pieces <= opt.passes) {
-      for (Index i = 0; i < pieces; ++i)
-        item(first_run, runs.size(), int(i * opt.passes / pieces),
-             int((i + 1) * opt.passes / pieces), chunks_of[t]);
-      out.split = true;
-    } else {
-      // Every pass alone, its chunks cut into `per_pass` pieces at chunk boundaries.
-      const Index per_pass = ceil_div(pieces, opt.passes);
-      std::vector<TileRun32> cut;
-      std::vector<size_t> piece_end;  // in `cut`
-      Index done = 0, piece = 1;
-      for (size_t r = first_run; r < runs.size(); ++r) {
-        TileRun32 run = runs[r];
-        while (run.begin < run.end) {
-          const Index boundary = piece * chunks_of[t] / per_pass;  // chunks before the cut
-          const Index n = ceil_div(run.end - run.begin, chunk);
-          if (done + n <= boundary) {
-            cut.push_back(run);
-            done += n;
-            break;
-          }
-          const Index take = boundary - done;
-          if (take > 0) {
-            TileRun32 head = run;
-            head.end = std::int32_t(run.begin + take * chunk);
-            cut.push_back(head);
-            run.begin = head.end;
-            if (run.bits >= 0) run.bits += std::int32_t(take);
-            done += take;
-          }
-          piece_end.push_back(cut.size());
-          ++piece;
-        }
-      }
-      piece_end.push_back(cut.size());
-      runs.resize(first_run);
-      runs.insert(runs.end(), cut.begin(), cut.end());
-      for (int p = 0; p < opt.passes; ++p) {
-        size_t b = 0;
-        for (size_t e : piece_end) {
-          if (e > b) {
-            Index n = 0;
-            for (size_t r = b; r < e; ++r) n += ceil_div(cut[r].end - cut[r].begin, chunk);
-            item(first_run + b, first_run + e, p, p + 1, n);
-          }
-          b = e;
-        }
-      }
-      out.split = true;
-    }
-    offsets.push_back(std::int32_t(runs.size()));
-  }
-  out.runs = std::move(runs);
-  out.offsets = std::move(offsets);
-
-  std::vector<size_t> order(out.items.size());
-  std::iota(order.begin(), order.end(), size_t(0));
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return weight[a] > weight[b]; });
-  std::vector<WorkItem> sorted(order.size());
-  for (size_t i = 0; i < order.size(); ++i) sorted[i] = out.items[order[i]];
-  out.items = std::move(sorted);
+  add_work_items(out, chunks_of, opt);
   return out;
 }
 
-// ---- device copy ------------------------------------------------------------------------------
-
-namespace {
-
-size_t align_up(size_t n) { return (n + 255) / 256 * 256; }
-
-template <class T>
-void put(std::vector<unsigned char>& staging, size_t at, const std::vector<T>& v) {
-  if (!v.empty()) std::memcpy(staging.data() + at, v.data(), v.size() * sizeof(T));
-}
-
-}  // namespace
-
-DeviceMask::DeviceMask(const MaskTiles& host) : shape_(host.shape), issued_area_(host.issued_area) {
-  std::vector<ItemRecord> items(host.items.size());
-  for (size_t i = 0; i < items.size(); ++i) {
-    const WorkItem& it = host.items[i];
-    ItemRecord& r = items[i];
-    r.outer_begin = host.outer[size_t(it.outer)].begin;
-    r.outer_end = host.outer[size_t(it.outer)].end;
-    r.run_begin = it.run_begin;
-    r.run_end = it.run_end;
-    r.passes = (std::int32_t(it.pass_begin) & 0xffff) | (std::int32_t(it.pass_end) << 16);
-    if (it.run_begin < it.run_end) {
-      const TileRun32& first = host.runs[size_t(it.run_begin)];
-      r.first_begin = first.begin;
-      r.first_end = first.end;
-      r.first_bits = first.bits;
-    }
-  }
-  const size_t o_runs = 0;
-  const size_t o_bits = o_runs + align_up(host.runs.size() * sizeof(TileRun32));
-  const size_t o_items = o_bits + align_up(host.bits.size() * sizeof(std::uint32_t));
-  const size_t total = o_items + align_up(items.size() * sizeof(ItemRecord)) + 256;
-  std::vector<unsigned char> staging(total, 0);
-  put(staging, o_runs, host.runs);
-  put(staging, o_bits, host.bits);
-  put(staging, o_items, items);
-  if (const cudaError_t e = cudaMalloc(&block_, total); e != cudaSuccess) {
-    (void)cudaGetLastError();
-    block_ = nullptr;
-    if (e == cudaErrorMemoryAllocation)
-      throw DeviceOutOfMemory(fmt::format("flash: {} bytes for the mask tiles", total));
-    throw std::runtime_error(std::string("flash: cudaMalloc: ") + cudaGetErrorString(e));
-  }
-  if (const cudaError_t e = cudaMemcpy(block_, staging.data(), total, cudaMemcpyHostToDevice);
-      e != cudaSuccess) {
-    cudaFree(block_);
-    block_ = nullptr;
-    throw std::runtime_error(std::string("flash: copying the mask tiles: ") +
-                             cudaGetErrorString(e));
-  }
-  auto* base = static_cast<unsigned char*>(block_);
-  view_.runs = reinterpret_cast<const TileRun32*>(base + o_runs);
-  view_.bits = reinterpret_cast<const std::uint32_t*>(base + o_bits);
-  view_.items = reinterpret_cast<const ItemRecord*>(base + o_items);
-  view_.num_items = std::int32_t(host.items.size());
-  view_.has_partial = host.bits.empty() ? 0 : 1;
-  view_.split = host.split ? 1 : 0;
-}
-
-DeviceMask::DeviceMask(DeviceMask&& o) noexcept
-    : block_(o.block_), view_(o.view_), shape_(o.shape_), issued_area_(o.issued_area_) {
-  o.block_ = nullptr;
-  o.view_ = {};
-}
-
-DeviceMask& DeviceMask::operator=(DeviceMask&& o) noexcept {
-  if (this != &o) {
-    if (block_) cudaFree(block_);
-    block_ = o.block_;
-    view_ = o.view_;
-    shape_ = o.shape_;
-    issued_area_ = o.issued_area_;
-    o.block_ = nullptr;
-    o.view_ = {};
-  }
-  return *this;
-}
-
-DeviceMask::~DeviceMask() {
-  if (block_) cudaFree(block_);
-}
 
 }  // namespace longattn::flash
