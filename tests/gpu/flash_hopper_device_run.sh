@@ -28,7 +28,7 @@ t0=$(date +%s)
 ninja -C $B -j16 longattn_kernels longattn_core longattn_bench >>"$OUT/build.log" 2>&1 ||
   { grep -B2 -A12 -E 'error|FAILED' "$OUT/build.log" | head -80; exit 1; }
 gtest_libs="$(find $B-gtest -name libgtest_main.a) $(find $B-gtest -name libgtest.a)"
-libs="$B/src/bench/liblongattn_bench.a $B/src/kernels/liblongattn_kernels.a $B/src/liblongattn_core.a"
+libs="$B/src/bench/liblongattn_bench.a $B/src/kernels/liblongattn_kernels.a $B/src/kernels/liblongattn_flash_prep.a $B/src/liblongattn_core.a"
 g++ -std=c++20 -O2 -DLONGATTN_WITH_FLASH -DLONGATTN_WITH_FLASH_HOPPER -DFMT_HEADER_ONLY=1 \
   -Iinclude -Isrc/kernels -I.deps/include -I.deps/googletest/googletest/include -I$CUDA/include \
   tests/gpu/test_flash_hopper.cpp -o $B/test_flash_hopper $libs $gtest_libs -L$CUDA/lib64 \
