@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "longattn/error.hpp"
+#include "longattn/report/bar_chart.hpp"
 #include "longattn/report/chart.hpp"
 #include "longattn/report/run_report.hpp"
 
@@ -62,14 +63,30 @@ TEST(Chart, DrawsEveryFinitePointAndALegend) {
   EXPECT_EQ(short_count(1536), "1536");
 }
 
+TEST(BarChart, DrawsEveryMeasuredBarInCategoryOrder) {
+  BarChart c{"t", "TF/s", {"full", "causal", "shared_question"},
+             {{"flash", {300.0, 280.0, 250.0}}, {"cudnn", {320.0, 300.0, std::nullopt}}}};
+  const std::string svg = c.svg();
+  EXPECT_EQ(svg.rfind("<svg class=\"chart\"", 0), 0u);
+  EXPECT_EQ(count(svg, "data-point=\"1\""), 5);  // cudnn has no shared_question bar
+  EXPECT_LT(svg.find(">full<"), svg.find(">causal<"));
+  EXPECT_LT(svg.find(">causal<"), svg.find(">shared_question<"));
+  EXPECT_NE(svg.find("cudnn on causal: TF/s = 300"), std::string::npos);
+  EXPECT_FALSE(c.empty());
+  EXPECT_TRUE((BarChart{"t", "y", {"full"}, {{"a", {std::nullopt}}}}.empty()));
+}
+
 TEST(RunReport, ChartsSupportMatrixAndWinners) {
   const report::Run run = sample_run();
   const Report rep = build_report(std::span<const report::Run>(&run, 1));
-  // forward and backward TF/s charts for causal and shared_question, and memory charts
-  EXPECT_EQ(count(rep.html, "class=\"chart\""), 2 + 2 + 2);
-  EXPECT_EQ(rep.charts.size(), 6u);
-  // 2 backends x 2 lengths on causal per direction, 1 backend x 2 on shared_question
-  EXPECT_EQ(count(rep.html, "data-point=\"1\""), (4 + 2) * 2 + 6);
+  // forward and backward TF/s charts for causal and shared_question, memory charts, and the
+  // per-mask bars at each length and direction
+  EXPECT_EQ(count(rep.html, "class=\"chart\""), 2 + 2 + 2 + 4);
+  EXPECT_EQ(rep.charts.size(), 10u);
+  // lines: 2 backends x 2 lengths on causal per direction, 1 backend x 2 on shared_question,
+  // memory 6; bars: 3 measured (backend, mask) pairs per length and direction
+  EXPECT_EQ(count(rep.html, "data-point=\"1\""), (4 + 2) * 2 + 6 + 4 * 3);
+  EXPECT_NE(rep.html.find("TF/s per mask at each length"), std::string::npos);
   EXPECT_NE(rep.html.find("<td class=\"unsupported\""), std::string::npos);
   EXPECT_NE(rep.html.find("id=\"self-check\""), std::string::npos);
   // cudnn wins causal forward at 4K (310 > 304), flash at 16K (316 > 310)

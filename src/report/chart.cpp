@@ -6,32 +6,13 @@
 #include <cmath>
 #include <set>
 
+#include "chart_axes.hpp"
 #include "longattn/report/svg.hpp"
 
 namespace longattn::report {
 
-namespace {
-
-constexpr const char* kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
-                                    "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"};
-
-// A "nice" step for about `count` ticks over [0, max].
-double nice_step(double max, int count) {
-  const double raw = max / count;
-  const double mag = std::pow(10.0, std::floor(std::log10(raw)));
-  for (double m : {1.0, 2.0, 2.5, 5.0, 10.0})
-    if (m * mag >= raw) return m * mag;
-  return 10 * mag;
-}
-
-std::string fmt_value(double v) {
-  if (v == 0) return "0";
-  if (std::abs(v) >= 100) return fmt::format("{:.0f}", v);
-  if (std::abs(v) >= 1) return fmt::format("{:.3g}", v);
-  return fmt::format("{:.2g}", v);
-}
-
-}  // namespace
+using detail::fmt_value;
+using detail::series_color;
 
 std::string short_count(double n) {
   const auto v = static_cast<long long>(n);
@@ -58,9 +39,9 @@ std::string LineChart::svg(int width, int height) const {
       xs.insert(x);
       if (std::isfinite(y)) y_max = std::max(y_max, y);
     }
-  if (y_max <= 0) y_max = 1;
-  const double step = nice_step(y_max, 5);
-  y_max = std::ceil(y_max / step) * step;
+  const detail::ValueAxis axis(y_max);
+  const double step = axis.step;
+  y_max = axis.max;
   const double x_lo = xs.empty() ? 0 : *xs.begin(), x_hi = xs.empty() ? 1 : *xs.rbegin();
   auto tx = [&](double x) {
     const double a = log2_x ? std::log2(x) : x, lo = log2_x ? std::log2(x_lo) : x_lo,
@@ -88,7 +69,7 @@ std::string LineChart::svg(int width, int height) const {
                        top + plot_h / 2));
 
   for (size_t n = 0; n < series.size(); ++n) {
-    const char* color = kPalette[n % std::size(kPalette)];
+    const char* color = series_color(n);
     auto pts = series[n].points;
     std::sort(pts.begin(), pts.end());
     std::string path;
@@ -112,11 +93,7 @@ std::string LineChart::svg(int width, int height) const {
     svg.rect(lx, ly - 9, 12, 10, color);
     svg.text(lx + 16, ly, series[n].label, R"(font-size="11")");
   }
-  // Inline element (no XML declaration), marked so pages and tests can find charts.
-  std::string out = svg.str();
-  out = out.substr(std::min(out.size(), out.find("<svg")));
-  out.insert(4, R"( class="chart")");
-  return out;
+  return detail::inline_chart(svg.str());
 }
 
 }  // namespace longattn::report

@@ -9,6 +9,8 @@
 #include <set>
 
 #include "longattn/error.hpp"
+#include "longattn/patterns.hpp"
+#include "longattn/report/bar_chart.hpp"
 #include "longattn/report/chart.hpp"
 #include "longattn/report/cp_report.hpp"
 #include "longattn/report/svg.hpp"
@@ -47,6 +49,18 @@ struct Row {
   const json* record;
   std::string run;  // label, empty when the report has one run
 };
+
+// Masks in DESIGN.md's order (names this version does not know last, alphabetically).
+bool mask_order(const std::string& a, const std::string& b) {
+  auto rank = [](const std::string& name) {
+    try {
+      return int(parse_pattern(name));
+    } catch (const InputError&) {
+      return 1 << 20;
+    }
+  };
+  return std::pair{rank(a), a} < std::pair{rank(b), b};
+}
 
 std::string series_label(const std::string& backend, const std::string& run) {
   return run.empty() ? backend : fmt::format("{} @ {}", backend, run);
@@ -147,6 +161,15 @@ Report build_report(std::span<const Run> runs) {
     auto operator<=>(const Key&) const = default;
   };
   std::map<Key, std::map<std::string, Series>> speed, memory;
+  // per mask: (phase, heads, head_dim, dtype, S) -> backend -> mask -> TF/s
+  struct LengthKey {
+    std::string phase, heads;
+    int head_dim;
+    std::string dtype;
+    long long seqlen;
+    auto operator<=>(const LengthKey&) const = default;
+  };
+  std::map<LengthKey, std::map<std::string, std::map<std::string, double>>> per_mask;
   // sparse: (phase, pattern, S, heads) -> series (backend, block, causal) -> (keep, TF/s)
   std::map<Key, std::map<std::string, Series>> sparse;
   // winners: (phase, pattern, heads, S) -> (TF/s, label)
@@ -184,6 +207,7 @@ Report build_report(std::span<const Run> runs) {
       Key k{phase, pattern, heads, d, dtype};
       speed[k][label].label = label;
       speed[k][label].points.push_back({s, *tf});
+      per_mask[{phase, heads, d, dtype, (long long)s}][label][pattern] = *tf;
       auto& w = winners[{phase, pattern, heads, (long long)s}];
       if (*tf > w.first) w = {*tf, label};
     }
@@ -223,6 +247,35 @@ Report build_report(std::span<const Run> runs) {
     chart_block(fmt::format("{} TF/s against sequence length (mask-aware FLOPs)",
                             std::string(phase) == "fwd" ? "Forward" : "Backward"),
                 part, "sequence length", "TF/s", true, "tflops_");
+  }
+  // Bars: every mask side by side at one length, where a run measured several masks there.
+  for (const char* phase : {"fwd", "bwd"}) {
+    std::string charts;
+    for (auto& [k, by_backend] : per_mask) {
+      if (k.phase != phase) continue;
+      std::set<std::string, decltype(&mask_order)> masks(&mask_order);
+      for (auto& [_, tf] : by_backend)
+        for (auto& [mask, __] : tf) masks.insert(mask);
+      if (masks.size() < 2) continue;
+      BarChart chart{fmt::format("{} S={} H={} D={} {}", phase, short_count(double(k.seqlen)), k.heads,
+                                 k.head_dim, k.dtype),
+                     "TF/s", {masks.begin(), masks.end()}, {}};
+      for (auto& [label, tf] : by_backend) {
+        BarChart::Series series{label, {}};
+        for (const std::string& mask : chart.categories) {
+          auto it = tf.find(mask);
+          series.values.push_back(it == tf.end() ? std::nullopt : std::optional(it->second));
+        }
+        chart.series.push_back(std::move(series));
+      }
+      const std::string svg = chart.svg();
+      charts += svg;
+      add_chart(fmt::format("masks_{}_{}_{}_{}_{}", phase, short_count(double(k.seqlen)), k.heads,
+                            k.head_dim, k.dtype), svg);
+    }
+    if (charts.empty()) continue;
+    body += fmt::format("<h2>{} TF/s per mask at each length</h2><div class=\"charts\">{}</div>",
+                        std::string(phase) == "fwd" ? "Forward" : "Backward", charts);
   }
   chart_block("Peak memory above the case baseline", memory, "sequence length", "GiB", true, "memory_");
   chart_block("Block-sparse TF/s against keep ratio (kept blocks only)", sparse, "keep ratio", "TF/s",
