@@ -2,7 +2,10 @@
 # The measurements recorded under docs/results/, in device calls on the GPU machine (run
 # scripts/make_deps.sh here first and carry .deps). Each step writes into $OUT.
 #   scripts/device_results.sh build      configure + build (sm_90a), GPU tests
-#   scripts/device_results.sh kernels    12 static masks at 16K: flash, cudnn and PyTorch peers
+#   scripts/device_results.sh kernels    12 static masks, fwd+bwd, our kernels beside cuDNN and the
+#                                        PyTorch peers in one run (KERNEL_BACKENDS, KERNEL_SEQLENS:
+#                                        default flash_hopper,flash,cudnn,torch.sdpa.cudnn,
+#                                        torch.sdpa.flash,torch.flex at 16K,32K)
 #   scripts/device_results.sh quick      `longattn suite quick` and its report
 #   scripts/device_results.sh dense [S]  resume the dense suite from docs/results/dense_h100 for at
 #                                        most S seconds (default 480); records and log into $OUT
@@ -31,11 +34,12 @@ case ${1:-} in
     echo "== ctest -L gpu: exit $?"; tail -5 "$OUT/ctest_gpu.log"
     ;;
   kernels)
-    args=(--backend flash,cudnn,torch.sdpa.flash,torch.sdpa.cudnn,torch.flex --seqlen 16K
-          "${shapes[@]}" --direction fwdbwd --check-rows 64 --time-budget 0.3)
-    echo "command: longattn bench ${args[*]} --out \$OUT/kernels16k" | tee "$OUT/kernels16k.txt"
-    "$bin" bench "${args[@]}" --out "$OUT/kernels16k" >>"$OUT/kernels16k.txt" 2>"$OUT/kernels16k.err"
-    echo "== exit $?"; cat "$OUT/kernels16k.txt"; tail -5 "$OUT/kernels16k.err"
+    backends=${KERNEL_BACKENDS:-flash_hopper,flash,cudnn,torch.sdpa.cudnn,torch.sdpa.flash,torch.flex}
+    args=(--backend "$backends" --seqlen "${KERNEL_SEQLENS:-16K,32K}" "${shapes[@]}"
+          --direction fwdbwd --check-rows 64 --time-budget 0.3)
+    echo "command: longattn bench ${args[*]} --out \$OUT/kernels" | tee "$OUT/kernels.txt"
+    "$bin" bench "${args[@]}" --out "$OUT/kernels" >>"$OUT/kernels.txt" 2>"$OUT/kernels.err"
+    echo "== exit $?"; cat "$OUT/kernels.txt"; tail -5 "$OUT/kernels.err"
     ;;
   quick)
     echo "command: longattn suite quick --out \$OUT/quick" | tee "$OUT/quick.txt"
