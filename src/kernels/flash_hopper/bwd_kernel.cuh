@@ -17,6 +17,8 @@
 //       dQ added with fp32 atomics into the workspace (the portable path's dQ accumulator).
 // The portable kernels do the rest (flash/bwd_kernel.cuh): the preprocessing (lse2, delta), and
 // the conversion of the dQ accumulator (and of split tiles' dK, dV accumulators).
+#include <cstdlib>
+
 #include "flash/bwd_kernel.cuh"
 #include "fwd_kernel.cuh"
 
@@ -25,11 +27,15 @@ namespace longattn::flash_hopper {
 using flash::BwdParams;
 using flash::BwdWork;
 
-template <class T_, int D, bool kHasPartial_>
+template <class T_, int D, bool kHasPartial_, bool kBulkDQ_>
 struct BwdConfig {
   using T = T_;
   static constexpr int kD = D;
   static constexpr bool kHasPartial = kHasPartial_;
+  // dQ: false, per-thread red.global.add.v2.f32; true, staged in shared memory and added by
+  // cp.reduce.async.bulk, one 256-byte row segment per instruction.
+  static constexpr bool kBulkDQ = kBulkDQ_;
+  static constexpr int kDqPitch = D / 2 + 8;  // floats per staged row (+32 bytes: no conflicts)
   static constexpr int kBlockM = BwdTile::kRows;  // queries per step
   static constexpr int kBlockN = BwdTile::kCols;  // keys of the CTA
   static constexpr int kStages = 2;
@@ -88,6 +94,7 @@ struct BwdConfig {
     cute::array_aligned<T, cute::cosize_v<SmemQ>, 1024> q;
     cute::array_aligned<T, cute::cosize_v<SmemQ>, 1024> d_o;
     cute::array_aligned<T, cute::cosize_v<SmemDS>, 1024> ds;
+    alignas(16) float dq[kBulkDQ ? 2 : 1][kBulkDQ ? kBlockM * kDqPitch : 4];  // staged dQ
     alignas(16) float lse2[kStages][kBlockM];
     alignas(16) float delta[kStages][kBlockM];
     alignas(8) std::uint64_t kv_full;
@@ -434,15 +441,44 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     warpgroup_wait<0>();
     warpgroup_fence_operand(accdQ);
 
-    float* dq = w.dq_accum + h * D + 64 * cwg + 2 * tq;
+    if constexpr (C::kBulkDQ) {
+      // This warpgroup's 64 x 64 block of dQ: staged, then thread t < qlen adds row t.
+      const int wtid = ctid % 128;
+      float* staged = ss.dq[cwg];
+      if (wtid < kBlockM) cute::tma_store_wait<0>();  // the previous step's rows were read
+      cutlass::arch::NamedBarrier::sync(128, 2 + cwg);
 #pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {
-      const int r = 16 * wi + g + 8 * hh;
-      if (r < qlen) {
-        float* row = dq + (q0 + r) * q_stride;
+      for (int hh = 0; hh < 2; ++hh) {
+        float* row = staged + (16 * wi + g + 8 * hh) * C::kDqPitch + 2 * tq;
 #pragma unroll
         for (int j = 0; j < 8; ++j)
-          flash::ptx::atomic_add2(row + 8 * j, accdQ(4 * j + 2 * hh), accdQ(4 * j + 2 * hh + 1));
+          *reinterpret_cast<float2*>(row + 8 * j) =
+              make_float2(accdQ(4 * j + 2 * hh), accdQ(4 * j + 2 * hh + 1));
+      }
+      cutlass::arch::fence_view_async_shared();
+      cutlass::arch::NamedBarrier::sync(128, 2 + cwg);
+      if (wtid < qlen) {
+        float* dst = w.dq_accum + (q0 + wtid) * q_stride + h * D + 64 * cwg;
+        const std::uint32_t src = cute::cast_smem_ptr_to_uint(staged + wtid * C::kDqPitch);
+        asm volatile(
+            "cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;" ::"l"(
+                dst),
+            "r"(src), "n"(D / 2 * 4)
+            : "memory");
+        cute::tma_store_arrive();
+      }
+    } else {
+      float* dq = w.dq_accum + h * D + 64 * cwg + 2 * tq;
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int r = 16 * wi + g + 8 * hh;
+        if (r < qlen) {
+          float* row = dq + (q0 + r) * q_stride;
+#pragma unroll
+          for (int j = 0; j < 8; ++j)
+            flash::ptx::atomic_add2(row + 8 * j, accdQ(4 * j + 2 * hh),
+                                    accdQ(4 * j + 2 * hh + 1));
+        }
       }
     }
 
@@ -451,6 +487,10 @@ __global__ void __launch_bounds__(C::kThreads, 1)
       stage = 0;
       phase ^= 1;
     }
+  }
+
+  if constexpr (C::kBulkDQ) {  // the staged rows stay in place until the adds are done
+    if (ctid % 128 < kBlockM) asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
   }
 
   // ---- epilogue: dK (scaled) and dV, rows of the tile only ------------------------------------
@@ -489,28 +529,13 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 #endif  // LONGATTN_HOPPER_DEVICE
 }
 
-template <DType Dt, int D>
-void launch_backward(const BwdParams& p, Stream stream) {
+// The main kernel's launch (TMA descriptors built here, on the host, at every call).
+template <DType Dt, int D, bool kBulkDQ>
+void launch_backward_main(const BwdParams& p, const BwdWork& w, Stream stream) {
   using T = typename Elem<Dt>::type;
-  using PT = typename flash::Elem<Dt>::type;  // the portable kernels' element type
   const flash::Shape& s = p.shape;
-  const BwdWork w = flash::carve_workspace(p);
-  const std::int64_t q_elems = std::int64_t(s.seqlen_q) * s.heads_q * D;
-  const std::int64_t kv_elems = std::int64_t(s.seqlen_k) * s.heads_kv * D;
-  check_cuda(cudaMemsetAsync(w.dq_accum, 0, std::size_t(q_elems) * 4, stream),
-             "clearing the dQ accumulator");
-  if (p.mask.split) {
-    check_cuda(cudaMemsetAsync(w.dk_accum, 0, std::size_t(kv_elems) * 4, stream),
-               "clearing the dK accumulator");
-    check_cuda(cudaMemsetAsync(w.dv_accum, 0, std::size_t(kv_elems) * 4, stream),
-               "clearing the dV accumulator");
-  }
-  const std::int64_t rows = std::int64_t(s.seqlen_q) * s.heads_q;
-  flash::flash_bwd_preprocess<PT, D><<<unsigned((rows * 32 + 255) / 256), 256, 0, stream>>>(p, w);
-  check_cuda(cudaGetLastError(), "backward preprocess launch");
-
   auto launch = [&](auto has_partial) {
-    using C = BwdConfig<T, D, decltype(has_partial)::value>;
+    using C = BwdConfig<T, D, decltype(has_partial)::value, kBulkDQ>;
     using namespace cute;
     BwdKernelParams<C> kp{};
     auto gmem = [&](const void* ptr, int seqlen, int heads) {
@@ -538,11 +563,46 @@ void launch_backward(const BwdParams& p, Stream stream) {
     kernel<<<grid, C::kThreads, C::kSmem, stream>>>(kp);
     check_cuda(cudaGetLastError(), "backward launch");
   };
+
+  if (p.mask.has_partial)
+    launch(std::true_type{});
+  else
+    launch(std::false_type{});
+}
+
+// TODO(measure): the dQ variant, chosen by LONGATTN_HOPPER_BWD_BULK_DQ=1 while both are measured.
+inline bool bulk_dq_requested() {
+  const char* e = std::getenv("LONGATTN_HOPPER_BWD_BULK_DQ");
+  return e && e[0] == '1';
+}
+extern template void launch_backward_main<DType::bf16, 128, true>(const BwdParams&,
+                                                                  const BwdWork&, Stream);
+
+template <DType Dt, int D>
+void launch_backward(const BwdParams& p, Stream stream) {
+  using PT = typename flash::Elem<Dt>::type;  // the portable kernels' element type
+  const flash::Shape& s = p.shape;
+  const BwdWork w = flash::carve_workspace(p);
+  const std::int64_t q_elems = std::int64_t(s.seqlen_q) * s.heads_q * D;
+  const std::int64_t kv_elems = std::int64_t(s.seqlen_k) * s.heads_kv * D;
+  check_cuda(cudaMemsetAsync(w.dq_accum, 0, std::size_t(q_elems) * 4, stream),
+             "clearing the dQ accumulator");
+  if (p.mask.split) {
+    check_cuda(cudaMemsetAsync(w.dk_accum, 0, std::size_t(kv_elems) * 4, stream),
+               "clearing the dK accumulator");
+    check_cuda(cudaMemsetAsync(w.dv_accum, 0, std::size_t(kv_elems) * 4, stream),
+               "clearing the dV accumulator");
+  }
+  const std::int64_t rows = std::int64_t(s.seqlen_q) * s.heads_q;
+  flash::flash_bwd_preprocess<PT, D><<<unsigned((rows * 32 + 255) / 256), 256, 0, stream>>>(p, w);
+  check_cuda(cudaGetLastError(), "backward preprocess launch");
+
   if (p.mask.num_items > 0) {
-    if (p.mask.has_partial)
-      launch(std::true_type{});
-    else
-      launch(std::false_type{});
+    bool bulk = false;
+    if constexpr (Dt == DType::bf16) bulk = bulk_dq_requested();
+    if constexpr (Dt == DType::bf16)
+      if (bulk) launch_backward_main<Dt, D, true>(p, w, stream);
+    if (!bulk) launch_backward_main<Dt, D, false>(p, w, stream);
   }
 
   const unsigned convert_blocks = 132 * 16;
