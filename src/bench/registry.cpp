@@ -43,8 +43,8 @@ constexpr BackendInfo kBackends[] = {
 #endif
 #ifdef LONGATTN_WITH_FLASH_HOPPER
     {"flash_hopper", Device::gpu,
-     "longattn's sm_90a forward kernel (TMA + wgmma, warp-specialised), same prepared mask with "
-     "128 x 128 tiles; forward only",
+     "longattn's sm_90a kernels (TMA + wgmma, warp-specialised), same prepared mask with "
+     "128 x 128 tiles forward, 64 x 128 key-major backward (dQ by atomics, not deterministic)",
      make_flash_hopper_backend},
 #endif
 };

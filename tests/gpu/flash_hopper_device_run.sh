@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Device-machine check of the sm_90a forward kernel (flash_hopper): build (sm_90a only, flash and
-# flash_hopper alone), its GPU tests, optionally compute-sanitizer, and the benchmark's forward
-# numbers beside the portable flash kernel.
+# Device-machine check of the sm_90a kernels (flash_hopper): build (sm_90a only, flash and
+# flash_hopper alone), its GPU tests, optionally compute-sanitizer, and the benchmark's numbers
+# beside the portable flash kernel.
 #   tests/gpu/flash_hopper_device_run.sh [gtest filter|none]
 # Environment: SANITIZE=1 (memcheck + synccheck on small cases), BENCH=0 (skip the benchmark),
 #   BENCH_ARGS (default: --seqlen 16K --heads 64:8 --mask full,causal,causal_document,
-#   sliding_window), TEST_TIMEOUT (s, default 420).
+#   sliding_window), DIRECTION (default fwd; fwdbwd for the backward too), SAN_FILTER (the
+#   sanitizers' gtest filter), TEST_TIMEOUT (s, default 420).
 # Needs .deps (scripts/make_deps.sh, carried): googletest, fmt/CLI11/json, cutlass/include.
 set -uo pipefail
 OUT=${OUT:-/tmp/flash_hopper_out}
@@ -44,7 +45,7 @@ if [ "$filter" != "none" ]; then
   echo "== tests rc=$rc in $(( $(date +%s) - t0 )) s"
 fi
 if [ "${SANITIZE:-0}" = 1 ]; then
-  f='*causal_document_S77_bf16_H6x2:*shared_question_S1000_bf16_H6x2:FlashHopperEdges.EmptyRows*'
+  f=${SAN_FILTER:-'*causal_document_S77_bf16_H6x2:*shared_question_S1000_bf16_H6x2:FlashHopperEdges.EmptyRows*:FlashHopperBackwardEdges.EmptyRows*'}
   for tool in memcheck synccheck; do
     timeout 300 compute-sanitizer --tool $tool --print-limit 5 $B/test_flash_hopper \
       --gtest_filter="$f" --gtest_brief=1 >"$OUT/$tool.log" 2>&1
@@ -56,7 +57,7 @@ if [ "${BENCH:-1}" = 1 ]; then
   ninja -C $B -j16 longattn >>"$OUT/build.log" 2>&1 && mkdir -p "$OUT/bench" &&
     timeout ${BENCH_TIMEOUT:-240} $B/apps/longattn bench --backend flash_hopper,flash \
       ${BENCH_ARGS:---seqlen 16K --heads 64:8 --mask full,causal,causal_document,sliding_window} \
-      --head-dim 128 --dtype bf16 --direction fwd --check-rows 16 --time-budget 0.2 \
+      --head-dim 128 --dtype bf16 --direction ${DIRECTION:-fwd} --check-rows 16 --time-budget 0.2 \
       --out "$OUT/bench" 2>&1 | grep -v '^\[' | tail -30
   echo "== bench rc=$?"
 fi

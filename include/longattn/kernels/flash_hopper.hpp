@@ -4,7 +4,9 @@
 // flash kernels (flash.hpp) but with 128 x 128 tiles (128 query rows, 128-key chunks).
 //
 // Layouts as flash.hpp: Q, O [S][Hq][D]; K, V [S][Hkv][D]; LSE [Hq][S] fp32 natural log; rows
-// without keys give O = 0, LSE = -inf. Forward only; head_dim 128.
+// without keys give O = 0, LSE = -inf. head_dim 128.
+#include <cstddef>
+
 #include "longattn/kernels/flash.hpp"
 
 namespace longattn::flash_hopper {
@@ -23,5 +25,27 @@ flash::DeviceMask prepare_forward(const SliceMask& m, int head_dim);
 // Throws InputError on unsupported shapes (head_dim, heads), std::runtime_error on launch
 // failures. p.heads_per_cta is ignored (one head per CTA).
 void run_forward(const FwdParams& p, Stream stream);
+
+// ---- backward ---------------------------------------------------------------------------------
+// Key-major like the portable backward (128-key tiles, 64-query chunks, the query heads of a GQA
+// group walked by one CTA), dQ through fp32 atomics into the workspace. Not deterministic: the
+// dQ sums' order varies between runs (BwdParams::deterministic is rejected).
+
+using flash::BwdParams;
+
+TileShape backward_tile(int head_dim);
+
+// The backward's prepared mask on the device (key-major, backward_tile(head_dim), long key tiles
+// split over the current device's SMs) and the workspace run_backward needs with it.
+struct BwdPlan {
+  flash::DeviceMask mask;
+  std::size_t workspace_bytes = 0;
+};
+BwdPlan prepare_backward(const SliceMask& m, const flash::Shape& shape);
+
+// p.mask from prepare_backward (p.dq_mask unused), p.o / p.lse from the forward, p.workspace of
+// plan.workspace_bytes. Throws InputError on unsupported shapes or missing tensors,
+// std::runtime_error on launch failures.
+void run_backward(const BwdParams& p, Stream stream);
 
 }  // namespace longattn::flash_hopper

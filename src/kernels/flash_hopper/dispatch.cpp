@@ -1,5 +1,6 @@
 // The flash_hopper dispatch point: validation, then run-time dtype (and head_dim) become the
 // template arguments of the launch functions instantiated one per .cu file.
+#include <cuda_runtime_api.h>
 #include <fmt/format.h>
 
 #include "launch.hpp"
@@ -43,6 +44,70 @@ void run_forward(const FwdParams& p, Stream stream) {
     launch_forward<DType::bf16, 128>(p, stream);
   else
     launch_forward<DType::fp16, 128>(p, stream);
+}
+
+TileShape backward_tile(int head_dim) {
+  if (!supported_head_dim(head_dim))
+    throw InputError(fmt::format("flash_hopper: head_dim {} is not 128", head_dim));
+  return {BwdTile::kRows, BwdTile::kCols};
+}
+
+BwdPlan prepare_backward(const SliceMask& m, const flash::Shape& shape) {
+  if (m.seqlen_q() != shape.seqlen_q || m.seqlen_k() != shape.seqlen_k)
+    throw InputError(fmt::format("flash_hopper: a {} x {} mask for sequence lengths {} x {}",
+                                 m.seqlen_q(), m.seqlen_k(), shape.seqlen_q, shape.seqlen_k));
+  if (shape.heads_kv <= 0 || shape.heads_q <= 0 || shape.heads_q % shape.heads_kv != 0)
+    throw InputError(fmt::format(
+        "flash_hopper: heads_q {} must be a positive multiple of heads_kv {}", shape.heads_q,
+        shape.heads_kv));
+  int device = 0, sms = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
+    sms = 0;
+  (void)cudaGetLastError();
+  // As the portable plan: one CTA walks a key tile for every query head of its group, and key
+  // tiles heavier than a fair share of the device are split (dK, dV then via the workspace).
+  flash::PrepareOptions opt;
+  opt.passes = shape.heads_q / shape.heads_kv;
+  opt.heads = shape.heads_kv;
+  opt.num_sms = sms;
+  opt.allow_split = true;
+  BwdPlan plan;
+  plan.mask = flash::DeviceMask(flash::prepare_mask(m, backward_tile(shape.head_dim), true, opt));
+  plan.workspace_bytes =
+      flash::backward_workspace_bytes(shape, false, plan.mask.view().split != 0);
+  return plan;
+}
+
+void run_backward(const BwdParams& p, Stream stream) {
+  const flash::Shape& s = p.shape;
+  if (s.seqlen_q <= 0 || s.seqlen_k <= 0)
+    throw InputError(fmt::format(
+        "flash_hopper backward: sequence lengths {} and {} must be positive", s.seqlen_q,
+        s.seqlen_k));
+  if (s.heads_kv <= 0 || s.heads_q <= 0 || s.heads_q % s.heads_kv != 0)
+    throw InputError(fmt::format(
+        "flash_hopper backward: heads_q {} must be a positive multiple of heads_kv {}",
+        s.heads_q, s.heads_kv));
+  if (!supported_head_dim(s.head_dim))
+    throw InputError(fmt::format("flash_hopper backward: head_dim {} is not 128", s.head_dim));
+  if (!(s.scale > 0))
+    throw InputError(
+        fmt::format("flash_hopper backward: softmax scale {} must be positive", s.scale));
+  if (p.deterministic)
+    throw InputError(
+        "flash_hopper backward: no deterministic mode (dQ is summed with atomics); use "
+        "flash_deterministic");
+  if (!p.q || !p.k || !p.v || !p.o || !p.lse || !p.d_o || !p.dq || !p.dk || !p.dv ||
+      !p.workspace || !p.mask.items)
+    throw InputError("flash_hopper backward: a tensor, the workspace or the mask is missing");
+  if (p.mask.num_items > 65535)
+    throw InputError(fmt::format("flash_hopper backward: {} key tiles exceed one launch's grid",
+                                 p.mask.num_items));
+  if (p.dtype == DType::bf16)
+    launch_backward<DType::bf16, 128>(p, stream);
+  else
+    launch_backward<DType::fp16, 128>(p, stream);
 }
 
 }  // namespace longattn::flash_hopper

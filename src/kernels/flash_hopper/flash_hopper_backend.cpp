@@ -1,7 +1,8 @@
-// The `flash_hopper` backend: longattn's sm_90a forward kernel (TMA + wgmma, warp-specialised)
-// behind the benchmark's Backend interface. prepare() derives the 128 x 128 tile lists and
-// partial-tile bitmasks from the canonical mask; forward only enqueues the kernel. Forward only:
-// the backward is not written yet (issue 5).
+// The `flash_hopper` backend: longattn's sm_90a kernels (TMA + wgmma, warp-specialised) behind
+// the benchmark's Backend interface. prepare() derives the tile lists and partial-tile bitmasks
+// from the canonical mask (128 x 128 query-major forward, 64 x 128 key-major backward) and
+// allocates the backward workspace; forward/backward only enqueue kernels. The backward is not
+// deterministic (dQ by fp32 atomics); there is no deterministic variant.
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
@@ -13,10 +14,6 @@
 namespace longattn::bench {
 namespace {
 
-constexpr const char* kNoBackward =
-    "flash_hopper is forward only for now (the sm_90a backward is not written yet); use flash "
-    "for the backward";
-
 class HopperPlan final : public Plan {
  public:
   explicit HopperPlan(const Problem& p) {
@@ -24,12 +21,30 @@ class HopperPlan final : public Plan {
     shape_ = {std::int32_t(s.seqlen_q), std::int32_t(s.seqlen_k), s.heads_q, s.heads_kv,
               s.head_dim, s.softmax_scale()};
     dtype_ = p.dtype == DType::bf16 ? flash::DType::bf16 : flash::DType::fp16;
+    const auto& mask = std::get<SliceMask>(p.canonical());
     try {
-      mask_ = flash_hopper::prepare_forward(std::get<SliceMask>(p.canonical()), s.head_dim);
+      mask_ = flash_hopper::prepare_forward(mask, s.head_dim);
+      if (runs_backward(p.direction)) bwd_ = flash_hopper::prepare_backward(mask, shape_);
     } catch (const flash::DeviceOutOfMemory& e) {
       throw OutOfMemory(e.what());
     }
+    if (runs_backward(p.direction)) {
+      const std::size_t bytes = bwd_.workspace_bytes;
+      if (const cudaError_t e = cudaMalloc(&workspace_, bytes); e != cudaSuccess) {
+        (void)cudaGetLastError();
+        workspace_ = nullptr;
+        const std::string msg = fmt::format("flash_hopper: {} bytes of backward workspace: {}",
+                                            bytes, cudaGetErrorString(e));
+        if (e == cudaErrorMemoryAllocation) throw OutOfMemory(msg);
+        throw std::runtime_error(msg);
+      }
+    }
   }
+  ~HopperPlan() override {
+    if (workspace_) cudaFree(workspace_);
+  }
+  HopperPlan(const HopperPlan&) = delete;
+  HopperPlan& operator=(const HopperPlan&) = delete;
 
   void forward(const Tensors& t, Stream stream) override {
     flash::FwdParams p;
@@ -43,13 +58,31 @@ class HopperPlan final : public Plan {
     p.mask = mask_.view();
     flash_hopper::run_forward(p, stream);
   }
-  void backward(const Tensors&, Stream) override { throw Unsupported(kNoBackward); }
+  void backward(const Tensors& t, Stream stream) override {
+    flash::BwdParams p;
+    p.shape = shape_;
+    p.dtype = dtype_;
+    p.q = t.q;
+    p.k = t.k;
+    p.v = t.v;
+    p.o = t.o;
+    p.lse = t.lse;
+    p.d_o = t.d_o;
+    p.dq = t.dq;
+    p.dk = t.dk;
+    p.dv = t.dv;
+    p.workspace = workspace_;
+    p.mask = bwd_.mask.view();
+    flash_hopper::run_backward(p, stream);
+  }
   std::optional<Index> issued_area() const override { return mask_.issued_area(); }
 
  private:
   flash::Shape shape_;
   flash::DType dtype_ = flash::DType::bf16;
   flash::DeviceMask mask_;
+  flash_hopper::BwdPlan bwd_;
+  void* workspace_ = nullptr;
 };
 
 class HopperBackend final : public Backend {
@@ -60,18 +93,17 @@ class HopperBackend final : public Backend {
     caps_.head_dims = {128};
     caps_.gqa = true;
     caps_.forward = true;
-    caps_.backward = false;
+    caps_.backward = true;
     caps_.dynamic_masks = false;
     caps_.masks =
-        "all 12 static masks (forward only): the flash kernels' prepared mask with 128 x 128 "
-        "tiles, exact bitmasks on partial tiles";
+        "all 12 static masks: the flash kernels' prepared mask (128 x 128 tiles forward, "
+        "64 x 128 key-major backward), exact bitmasks on partial tiles";
   }
   std::string_view name() const override { return "flash_hopper"; }
   const Capabilities& capabilities() const override { return caps_; }
   std::string version() const override { return "longattn flash_hopper (TMA + wgmma, sm_90a)"; }
 
   std::optional<std::string> unsupported_reason(const Problem& p) const override {
-    if (runs_backward(p.direction)) return std::string(kNoBackward);
     if (!std::holds_alternative<SliceMask>(p.canonical()))
       return std::string("flash_hopper runs static masks only");
     if (p.shape.seqlen_q > Index(65535) * 64 || p.shape.seqlen_k > Index(65535) * 64)

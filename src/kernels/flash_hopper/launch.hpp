@@ -8,10 +8,20 @@ namespace longattn::flash_hopper {
 template <DType Dt, int D>
 void launch_forward(const FwdParams& p, Stream stream);
 
+template <DType Dt, int D>
+void launch_backward(const flash::BwdParams& p, Stream stream);
+
 // Tile shape shared by the kernel and the host-side planning.
 struct FwdTile {
   static constexpr int kRows = 128;  // queries per CTA: 2 consumer warpgroups x 64 rows
   static constexpr int kCols = 128;  // keys per chunk (one wgmma N)
+};
+
+// Backward tile shape: the portable backward's (flash::backward_tile), so that its key-major
+// prepared mask and workspace carve-up serve as they are.
+struct BwdTile {
+  static constexpr int kRows = 64;   // queries per step
+  static constexpr int kCols = 128;  // keys per CTA: 2 consumer warpgroups x 64, dK, dV in registers
 };
 
 }  // namespace longattn::flash_hopper

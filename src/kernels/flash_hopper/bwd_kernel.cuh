@@ -1,0 +1,610 @@
+#pragma once
+// Hopper backward kernel (sm_90a), warp-specialised, key-major. One CTA = one key tile (128 keys,
+// a work item of the key-major prepared mask, heaviest first) of one KV head; it walks the query
+// chunks (64 rows) of its runs once for each query head of the GQA group (the item's passes).
+//   warpgroup 0, producer (registers lowered): one thread issues TMA loads of K, V once and, per
+//     query chunk, of Q and dO into a kStages-deep ring ("full": transaction bytes, "empty": the
+//     consumer warps); a second warp copies the chunk's lse2 and delta rows into the same stage
+//     (+inf / 0 past the chunk's rows, so those rows contribute nothing);
+//   warpgroups 1, 2, consumers (registers raised): 64 keys each. Transposed scores, so that P^T
+//     and dS^T come out of the accumulators already in the A-operand layout of dV, dK:
+//       S^T = K Q^T, dP^T = V dO^T            (wgmma SS, M = keys, N = queries, K = D)
+//       P^T = exp2(S^T scale log2e - lse2)    (mask bits on partial chunks, rows past the tile)
+//       dV += P^T dO                          (wgmma RS, B = dO through an MN-major view)
+//       dS^T = P^T (dP^T - delta)
+//       dK += dS^T Q                          (wgmma RS)
+//       dS -> shared memory (double buffered), dQ = dS K (wgmma SS, each warpgroup half of D)
+//       dQ added with fp32 atomics into the workspace (the portable path's dQ accumulator).
+// The portable kernels do the rest (flash/bwd_kernel.cuh): the preprocessing (lse2, delta), and
+// the conversion of the dQ accumulator (and of split tiles' dK, dV accumulators).
+#include "flash/bwd_kernel.cuh"
+#include "fwd_kernel.cuh"
+
+namespace longattn::flash_hopper {
+
+using flash::BwdParams;
+using flash::BwdWork;
+
+template <class T_, int D, bool kHasPartial_>
+struct BwdConfig {
+  using T = T_;
+  static constexpr int kD = D;
+  static constexpr bool kHasPartial = kHasPartial_;
+  // dQ: false, per-thread red.global.add.v2.f32; true, staged in shared memory and added by
+  // cp.reduce.async.bulk, one 256-byte row segment per instruction. Measured alike on H100 at
+  // 16K (NOTES.md), so the simpler atomics stay; the bulk path is kept for when the rest is faster.
+  static constexpr bool kBulkDQ = false;
+  static constexpr int kDqPitch = D / 2 + 8;  // floats per staged row (+32 bytes: no conflicts)
+  static constexpr int kBlockM = BwdTile::kRows;  // queries per step
+  static constexpr int kBlockN = BwdTile::kCols;  // keys of the CTA
+  static constexpr int kStages = 2;
+  static constexpr int kConsumerWGs = kBlockN / 64;
+  static constexpr int kThreads = 128 * (kConsumerWGs + 1);
+  static constexpr int kConsumerWarps = 4 * kConsumerWGs;
+  static constexpr int kWords = kBlockN / 32;  // bitmask words per query row of a partial chunk
+  static constexpr int kProducerRegs = 24;
+  static constexpr int kConsumerRegs = 240;
+  static_assert(kBlockM == 64 && kBlockN == 128 && D == 128, "the layouts below");
+
+  using BM = cute::Int<kBlockM>;
+  using BN = cute::Int<kBlockN>;
+  using BD = cute::Int<D>;
+  using BS = cute::Int<kStages>;
+  using WG2 = cute::Layout<cute::Shape<cute::_2, cute::_1, cute::_1>>;   // warpgroups along M
+  using WG2N = cute::Layout<cute::Shape<cute::_1, cute::_2, cute::_1>>;  // ... along N
+
+  // S^T, dP^T: (keys, queries), one warpgroup per 64 keys.
+  using MmaSdP = decltype(cute::make_tiled_mma(
+      cute::GMMA::ss_op_selector<T, T, float, cute::Shape<cute::_64, BM, BD>>(), WG2{}));
+  // dV, dK: (keys, D) += (keys, queries) x (queries, D); A from registers, B MN-major.
+  using MmaKV = decltype(cute::make_tiled_mma(
+      cute::GMMA::rs_op_selector<T, T, float, cute::Shape<cute::_64, BD, BM>,
+                                 cute::GMMA::Major::K, cute::GMMA::Major::MN>(),
+      WG2{}));
+  // dQ: (queries, D) = (queries, keys) x (keys, D); one warpgroup per half of D.
+  using MmaDQ = decltype(cute::make_tiled_mma(
+      cute::GMMA::ss_op_selector<T, T, float, cute::Shape<BM, cute::Int<D / 2>, BN>,
+                                 cute::GMMA::Major::K, cute::GMMA::Major::MN>(),
+      WG2N{}));
+
+  // Shared tiles, K-major with the 128-byte swizzle (as the TMA boxes write them); the "t" views
+  // are the transposed (MN-major) operands of the same bytes.
+  using SmemKV = decltype(cute::tile_to_shape(cute::GMMA::Layout_K_SW128_Atom<T>{},
+                                              cute::Shape<BN, BD>{}));
+  using SmemKt = decltype(cute::composition(
+      SmemKV{}, cute::make_ordered_layout(cute::Shape<BD, BN>{}, cute::Step<cute::_2, cute::_1>{})));
+  using SmemQ = decltype(cute::tile_to_shape(cute::GMMA::Layout_K_SW128_Atom<T>{},
+                                             cute::Shape<BM, BD, BS>{}));
+  using SmemQt = decltype(cute::composition(
+      SmemQ{}, cute::make_ordered_layout(cute::Shape<BD, BM, BS>{},
+                                         cute::Step<cute::_2, cute::_1, cute::_3>{})));
+  using SmemDS = decltype(cute::tile_to_shape(cute::GMMA::Layout_K_SW128_Atom<T>{},
+                                              cute::Shape<BM, BN, cute::_2>{}));
+  using SmemDSt = decltype(cute::composition(
+      SmemDS{}, cute::make_ordered_layout(cute::Shape<BN, BM, cute::_2>{},
+                                          cute::Step<cute::_2, cute::_1, cute::_3>{})));
+
+  static constexpr int kQBytes = kBlockM * D * int(sizeof(T));   // one stage of Q (or dO)
+  static constexpr int kKVBytes = kBlockN * D * int(sizeof(T));  // K (or V)
+
+  struct alignas(1024) Shared {
+    cute::array_aligned<T, cute::cosize_v<SmemKV>, 1024> k;
+    cute::array_aligned<T, cute::cosize_v<SmemKV>, 1024> v;
+    cute::array_aligned<T, cute::cosize_v<SmemQ>, 1024> q;
+    cute::array_aligned<T, cute::cosize_v<SmemQ>, 1024> d_o;
+    cute::array_aligned<T, cute::cosize_v<SmemDS>, 1024> ds;
+    alignas(16) float dq[kBulkDQ ? 2 : 1][kBulkDQ ? kBlockM * kDqPitch : 4];  // staged dQ
+    alignas(16) float lse2[kStages][kBlockM];
+    alignas(16) float delta[kStages][kBlockM];
+    alignas(8) std::uint64_t kv_full;
+    std::uint64_t qdo_full[kStages], stat_full[kStages], qdo_empty[kStages];
+  };
+  static constexpr int kSmem = int(sizeof(Shared));
+  static_assert(kSmem <= 227 * 1024, "shared memory");
+
+  using GShape = cute::Shape<int, BD, int>;
+  using GStride = cute::Stride<std::int64_t, cute::_1, std::int64_t>;
+  using GTensor = decltype(cute::make_tensor(cute::make_gmem_ptr(static_cast<const T*>(nullptr)),
+                                             GShape{}, GStride{}));
+  using TmaQ = decltype(cute::make_tma_copy(cute::SM90_TMA_LOAD{}, GTensor{},
+                                            cute::take<0, 2>(SmemQ{}), cute::Shape<BM, BD>{},
+                                            cute::_1{}));
+  using TmaKV = decltype(cute::make_tma_copy(cute::SM90_TMA_LOAD{}, GTensor{}, SmemKV{},
+                                             cute::Shape<BN, BD>{}, cute::_1{}));
+};
+
+template <class C>
+struct BwdKernelParams {
+  typename C::TmaQ tma_q;
+  typename C::TmaQ tma_do;
+  typename C::TmaKV tma_k;
+  typename C::TmaKV tma_v;
+  BwdParams p;
+  BwdWork w;
+};
+
+template <class C>
+__global__ void __launch_bounds__(C::kThreads, 1)
+    flash_hopper_bwd_kernel(const __grid_constant__ BwdKernelParams<C> kp) {
+#if LONGATTN_HOPPER_DEVICE
+  using namespace cute;
+  using T = typename C::T;
+  using Barrier = cutlass::arch::ClusterBarrier;
+  using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
+  constexpr int D = C::kD;
+  constexpr int kStages = C::kStages;
+  constexpr int kBlockM = C::kBlockM;
+
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
+  auto& ss = *reinterpret_cast<typename C::Shared*>(smem_raw);
+
+  const BwdParams& p = kp.p;
+  const BwdWork& w = kp.w;
+  const int hk = blockIdx.x;
+  const int group = p.shape.heads_q / p.shape.heads_kv;
+  const flash::Item item = flash::load_item(p.mask, blockIdx.y);
+  const int k0 = item.outer_begin;
+  const int valid_k = item.outer_end - item.outer_begin;
+  const std::int64_t kv_stride = std::int64_t(p.shape.heads_kv) * D;
+  const std::int64_t kv_off = k0 * kv_stride + hk * D;
+
+  flash::TileCursor<kBlockM, true> cur;
+  cur.init(item);
+  if (cur.done()) {  // no query attends these keys: zero gradients (split: the zeroed workspace)
+    if (p.mask.split) return;
+    for (int c = threadIdx.x; c < C::kBlockN * (D / 8); c += C::kThreads) {
+      const int row = c / (D / 8), ch = c % (D / 8);
+      if (row < valid_k) {
+        const std::int64_t o = kv_off + row * kv_stride + ch * 8;
+        *reinterpret_cast<uint4*>(static_cast<T*>(p.dk) + o) = make_uint4(0, 0, 0, 0);
+        *reinterpret_cast<uint4*>(static_cast<T*>(p.dv) + o) = make_uint4(0, 0, 0, 0);
+      }
+    }
+    return;
+  }
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (threadIdx.x == 0) {
+    TxBarrier::init(&ss.kv_full, 1);
+    for (int s = 0; s < kStages; ++s) {
+      TxBarrier::init(&ss.qdo_full[s], 1);
+      Barrier::init(&ss.stat_full[s], 32);
+      Barrier::init(&ss.qdo_empty[s], C::kConsumerWarps);
+    }
+    cutlass::arch::fence_barrier_init();
+  }
+  if (warp == 0 && lane == 0) {
+    prefetch_tma_descriptor(kp.tma_q.get_tma_descriptor());
+    prefetch_tma_descriptor(kp.tma_do.get_tma_descriptor());
+    prefetch_tma_descriptor(kp.tma_k.get_tma_descriptor());
+    prefetch_tma_descriptor(kp.tma_v.get_tma_descriptor());
+  }
+  __syncthreads();
+
+  if (warp < 4) {
+    // ---- producer warpgroup -----------------------------------------------------------------
+    cutlass::arch::warpgroup_reg_dealloc<C::kProducerRegs>();
+    if (warp == 0 && lane == 0) {
+      Tensor mQ = kp.tma_q.get_tma_tensor(make_shape(p.shape.seqlen_q, Int<D>{}, p.shape.heads_q));
+      Tensor mdO =
+          kp.tma_do.get_tma_tensor(make_shape(p.shape.seqlen_q, Int<D>{}, p.shape.heads_q));
+      Tensor mK = kp.tma_k.get_tma_tensor(make_shape(p.shape.seqlen_k, Int<D>{}, p.shape.heads_kv));
+      Tensor mV = kp.tma_v.get_tma_tensor(make_shape(p.shape.seqlen_k, Int<D>{}, p.shape.heads_kv));
+      Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename C::SmemKV{});
+      Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename C::SmemKV{});
+      Tensor sQ = make_tensor(make_smem_ptr(ss.q.data()), typename C::SmemQ{});
+      Tensor sdO = make_tensor(make_smem_ptr(ss.d_o.data()), typename C::SmemQ{});
+      auto tile_q = Shape<Int<kBlockM>, Int<D>>{};
+      auto tile_kv = Shape<Int<C::kBlockN>, Int<D>>{};
+
+      // K, V: keys [k0, k0 + 128) (keys past the tile are loaded too; the consumers zero their
+      // P and dS rows).
+      {
+        Tensor gK = local_tile(domain_offset(make_coord(k0, _0{}), mK(_, _, hk)), tile_kv,
+                               make_coord(_0{}, _0{}));
+        Tensor gV = local_tile(domain_offset(make_coord(k0, _0{}), mV(_, _, hk)), tile_kv,
+                               make_coord(_0{}, _0{}));
+        auto ck = kp.tma_k.get_slice(_0{});
+        auto cv = kp.tma_v.get_slice(_0{});
+        TxBarrier::arrive_and_expect_tx(&ss.kv_full, 2 * C::kKVBytes);
+        copy(kp.tma_k.with(ss.kv_full), ck.partition_S(gK), ck.partition_D(sK));
+        copy(kp.tma_v.with(ss.kv_full), cv.partition_S(gV), cv.partition_D(sV));
+      }
+      auto cq = kp.tma_q.get_slice(_0{});
+      auto cdo = kp.tma_do.get_slice(_0{});
+      Tensor tQsQ = cq.partition_D(sQ);  // (TMA, 1, 1, stage)
+      Tensor tdOsdO = cdo.partition_D(sdO);
+      int stage = 0, phase = 0;
+      for (; !cur.done(); cur.next(p.mask)) {
+        const int h = hk * group + cur.pass;
+        Tensor gQ = local_tile(domain_offset(make_coord(cur.pos, _0{}), mQ(_, _, h)), tile_q,
+                               make_coord(_0{}, _0{}));
+        Tensor gdO = local_tile(domain_offset(make_coord(cur.pos, _0{}), mdO(_, _, h)), tile_q,
+                                make_coord(_0{}, _0{}));
+        Barrier::wait(&ss.qdo_empty[stage], phase ^ 1);
+        TxBarrier::arrive_and_expect_tx(&ss.qdo_full[stage], 2 * C::kQBytes);
+        copy(kp.tma_q.with(ss.qdo_full[stage]), cq.partition_S(gQ), tQsQ(_, _, _, stage));
+        copy(kp.tma_do.with(ss.qdo_full[stage]), cdo.partition_S(gdO), tdOsdO(_, _, _, stage));
+        if (++stage == kStages) {
+          stage = 0;
+          phase ^= 1;
+        }
+      }
+    } else if (warp == 1) {
+      // Row statistics of each chunk into its stage: lse2 (+inf past the chunk: P = 0 there)
+      // and delta.
+      int stage = 0, phase = 0;
+      for (; !cur.done(); cur.next(p.mask)) {
+        const int h = hk * group + cur.pass, q0 = cur.pos, qlen = cur.length();
+        const std::int64_t base = std::int64_t(h) * p.shape.seqlen_q + q0;
+        Barrier::wait(&ss.qdo_empty[stage], phase ^ 1);
+#pragma unroll
+        for (int r = lane; r < kBlockM; r += 32) {
+          const bool in = r < qlen;
+          ss.lse2[stage][r] = in ? __ldg(w.lse2 + base + r) : INFINITY;
+          ss.delta[stage][r] = in ? __ldg(w.delta + base + r) : 0.f;
+        }
+        Barrier::arrive(&ss.stat_full[stage]);
+        if (++stage == kStages) {
+          stage = 0;
+          phase ^= 1;
+        }
+      }
+    }
+    return;
+  }
+
+  // ---- consumer warpgroups --------------------------------------------------------------------
+  cutlass::arch::warpgroup_reg_alloc<C::kConsumerRegs>();
+  const int ctid = threadIdx.x - 128;  // 0 .. 255
+  const int cwg = ctid / 128;          // keys [64 cwg, 64 cwg + 64) of S^T, dK, dV
+  const int wi = (ctid % 128) / 32;
+  const int g = lane / 4, tq = lane % 4;
+  // This thread's two key rows (hh = 0, 1: + 8) of S^T, dP^T, dK, dV; its query columns of S^T
+  // are 8 ni + 2 tq + e (ni < 8, e < 2), its dQ rows 16 wi + g + 8 hh, columns 64 cwg + 8 j + 2 tq.
+  const int krow0 = 64 * cwg + 16 * wi + g;
+
+  typename C::MmaSdP mma_sdp;
+  typename C::MmaKV mma_kv;
+  typename C::MmaDQ mma_dq;
+  auto thr_sdp = mma_sdp.get_thread_slice(ctid);
+  auto thr_kv = mma_kv.get_thread_slice(ctid);
+  auto thr_dq = mma_dq.get_thread_slice(ctid);
+  Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename C::SmemKV{});
+  Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename C::SmemKV{});
+  Tensor sKt = make_tensor(make_smem_ptr(ss.k.data()), typename C::SmemKt{});
+  Tensor sQ = make_tensor(make_smem_ptr(ss.q.data()), typename C::SmemQ{});
+  Tensor sdO = make_tensor(make_smem_ptr(ss.d_o.data()), typename C::SmemQ{});
+  Tensor sQt = make_tensor(make_smem_ptr(ss.q.data()), typename C::SmemQt{});
+  Tensor sdOt = make_tensor(make_smem_ptr(ss.d_o.data()), typename C::SmemQt{});
+  Tensor sdS = make_tensor(make_smem_ptr(ss.ds.data()), typename C::SmemDS{});
+  Tensor sdSt = make_tensor(make_smem_ptr(ss.ds.data()), typename C::SmemDSt{});
+
+  Tensor tSrK = thr_sdp.partition_fragment_A(sK);     // (MMA, 1, D / 16)
+  Tensor tSrV = thr_sdp.partition_fragment_A(sV);
+  Tensor tSrQ = thr_sdp.partition_fragment_B(sQ);     // (MMA, 1, D / 16, stage)
+  Tensor tSrdO = thr_sdp.partition_fragment_B(sdO);
+  Tensor tKVrdOt = thr_kv.partition_fragment_B(sdOt);  // (MMA, 1, queries / 16, stage)
+  Tensor tKVrQt = thr_kv.partition_fragment_B(sQt);
+  Tensor tQrdS = thr_dq.partition_fragment_A(sdS);    // (MMA, 1, keys / 16, buffer)
+  Tensor tQrKt = thr_dq.partition_fragment_B(sKt);    // (MMA, 1, keys / 16)
+  Tensor tdSsdS = thr_sdp.partition_C(sdSt);          // (MMA, 1, 1, buffer): dS^T's elements
+
+  Tensor accS = partition_fragment_C(mma_sdp, Shape<Int<C::kBlockN>, Int<kBlockM>>{});
+  Tensor accdP = partition_fragment_C(mma_sdp, Shape<Int<C::kBlockN>, Int<kBlockM>>{});
+  Tensor accdV = partition_fragment_C(mma_kv, Shape<Int<C::kBlockN>, Int<D>>{});
+  Tensor accdK = partition_fragment_C(mma_kv, Shape<Int<C::kBlockN>, Int<D>>{});
+  Tensor accdQ = partition_fragment_C(mma_dq, Shape<Int<kBlockM>, Int<D>>{});
+  Tensor rP = make_tensor<T>(partition_shape_A(mma_kv, Shape<Int<C::kBlockN>, Int<kBlockM>>{}));
+  Tensor rdS = make_tensor<T>(partition_shape_A(mma_kv, Shape<Int<C::kBlockN>, Int<kBlockM>>{}));
+  static_assert(decltype(size(accS))::value == 32 && decltype(size(rP))::value == 32,
+                "one thread: 2 key rows x 16 query columns of S^T");
+  static_assert(decltype(size(accdV))::value == D / 2, "one thread: 2 key rows x D / 4 of dV");
+  static_assert(decltype(size(accdQ))::value == 32, "one thread: 2 query rows x 16 of dQ");
+  clear(accdV);
+  clear(accdK);
+
+  const float sl2 = p.shape.scale * kLog2e;
+  const std::int64_t q_stride = std::int64_t(p.shape.heads_q) * D;
+  const bool short_k = valid_k < C::kBlockN;
+  TxBarrier::wait(&ss.kv_full, 0);
+
+  int stage = 0, phase = 0, buf = 0;
+  for (; !cur.done();) {
+    const int q0 = cur.pos, qlen = cur.length(), bits = cur.bits, h = hk * group + cur.pass;
+    cur.next(p.mask);
+    const bool partial = C::kHasPartial && bits >= 0;
+
+    // Mask bits of this thread's pairs: query row qc = 8 ni + 2 tq + e of the chunk's bitmask,
+    // word (keys / 32) of both key rows; packed as bit 2 (2 ni + e) + hh.
+    std::uint32_t allowed = 0xffffffffu;
+    if (partial) {
+      const std::uint32_t* rows =
+          flash::tile_row_bits<kBlockM, C::kWords>(p.mask, bits, 0) + krow0 / 32;
+      const int shift = krow0 % 32;
+      allowed = 0;
+#pragma unroll
+      for (int c = 0; c < 16; ++c) {
+        const int qc = 8 * (c / 2) + 2 * tq + c % 2;
+        const std::uint32_t word = __ldg(rows + qc * C::kWords) >> shift;
+        allowed |= ((word & 1u) | ((word >> 7) & 2u)) << (2 * c);
+      }
+    }
+    if (short_k) {  // key rows past the tile: nothing
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh)
+        if (krow0 + 8 * hh >= valid_k) allowed &= ~(0x55555555u << hh);
+    }
+
+    // S^T = K Q^T, dP^T = V dO^T (two commit groups)
+    TxBarrier::wait(&ss.qdo_full[stage], phase);
+    warpgroup_fence_operand(accS);
+    warpgroup_fence_operand(accdP);
+    warpgroup_arrive();
+    mma_sdp.accumulate_ = GMMA::ScaleOut::Zero;
+#pragma unroll
+    for (int kb = 0; kb < size<2>(tSrK); ++kb) {
+      gemm(mma_sdp, tSrK(_, _, kb), tSrQ(_, _, kb, stage), accS);
+      mma_sdp.accumulate_ = GMMA::ScaleOut::One;
+    }
+    warpgroup_commit_batch();
+    mma_sdp.accumulate_ = GMMA::ScaleOut::Zero;
+#pragma unroll
+    for (int kb = 0; kb < size<2>(tSrV); ++kb) {
+      gemm(mma_sdp, tSrV(_, _, kb), tSrdO(_, _, kb, stage), accdP);
+      mma_sdp.accumulate_ = GMMA::ScaleOut::One;
+    }
+    warpgroup_commit_batch();
+    Barrier::wait(&ss.stat_full[stage], phase);
+    warpgroup_wait<1>();
+    warpgroup_fence_operand(accS);
+
+    // P^T. Accumulator element i: key row hh = (i / 2) % 2, query column 8 (i / 4) + 2 tq + i % 2.
+#pragma unroll
+    for (int ni = 0; ni < 8; ++ni) {
+      const float2 l = *reinterpret_cast<const float2*>(&ss.lse2[stage][8 * ni + 2 * tq]);
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int i = 4 * ni + 2 * hh;
+        accS(i) = exp2_approx(fmaf(accS(i), sl2, -l.x));
+        accS(i + 1) = exp2_approx(fmaf(accS(i + 1), sl2, -l.y));
+      }
+    }
+    if (partial || short_k) {
+#pragma unroll
+      for (int i = 0; i < 32; ++i) {
+        const int c = 2 * (i / 4) + i % 2, hh = (i / 2) % 2;
+        if (!((allowed >> (2 * c + hh)) & 1u)) accS(i) = 0.f;
+      }
+    }
+    // The accumulator's order within each k16 block is the A fragment's: a flat copy converts.
+#pragma unroll
+    for (int i = 0; i < 32; ++i) rP(i) = static_cast<T>(accS(i));
+
+    // dV += P^T dO
+    warpgroup_fence_operand(rP);
+    warpgroup_fence_operand(accdV);
+    warpgroup_arrive();
+#pragma unroll
+    for (int kb = 0; kb < size<2>(rP); ++kb)
+      gemm(mma_kv, rP(_, _, kb), tKVrdOt(_, _, kb, stage), accdV);
+    warpgroup_commit_batch();
+    warpgroup_fence_operand(accdV);
+
+    // dS^T = P^T (dP^T - delta)
+    warpgroup_wait<1>();
+    warpgroup_fence_operand(accdP);
+#pragma unroll
+    for (int ni = 0; ni < 8; ++ni) {
+      const float2 dl = *reinterpret_cast<const float2*>(&ss.delta[stage][8 * ni + 2 * tq]);
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int i = 4 * ni + 2 * hh;
+        accdP(i) = accS(i) * (accdP(i) - dl.x);
+        accdP(i + 1) = accS(i + 1) * (accdP(i + 1) - dl.y);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 32; ++i) rdS(i) = static_cast<T>(accdP(i));
+
+    // dK += dS^T Q
+    warpgroup_fence_operand(rdS);
+    warpgroup_fence_operand(accdK);
+    warpgroup_arrive();
+#pragma unroll
+    for (int kb = 0; kb < size<2>(rdS); ++kb)
+      gemm(mma_kv, rdS(_, _, kb), tKVrQt(_, _, kb, stage), accdK);
+    warpgroup_commit_batch();
+    warpgroup_fence_operand(accdK);
+
+    // dS into shared memory (buffer buf; the other buffer may still be read by the other
+    // warpgroup's previous dQ), visible to wgmma's async proxy, then both halves present.
+#pragma unroll
+    for (int i = 0; i < 32; ++i) tdSsdS(i, 0, 0, buf) = rdS(i);
+    cutlass::arch::fence_view_async_shared();
+    cutlass::arch::NamedBarrier::sync(2 * 128, 1);
+
+    // dQ = dS K
+    warpgroup_fence_operand(accdQ);
+    warpgroup_arrive();
+    mma_dq.accumulate_ = GMMA::ScaleOut::Zero;
+#pragma unroll
+    for (int kb = 0; kb < size<2>(tQrKt); ++kb) {
+      gemm(mma_dq, tQrdS(_, _, kb, buf), tQrKt(_, _, kb), accdQ);
+      mma_dq.accumulate_ = GMMA::ScaleOut::One;
+    }
+    warpgroup_commit_batch();
+    warpgroup_wait<1>();  // dV, dK done: Q, dO of this stage are free
+    __syncwarp();
+    if (lane == 0) Barrier::arrive(&ss.qdo_empty[stage]);
+    warpgroup_wait<0>();
+    warpgroup_fence_operand(accdQ);
+
+    if constexpr (C::kBulkDQ) {
+      // This warpgroup's 64 x 64 block of dQ: staged, then thread t < qlen adds row t.
+      const int wtid = ctid % 128;
+      float* staged = ss.dq[cwg];
+      if (wtid < kBlockM) cute::tma_store_wait<0>();  // the previous step's rows were read
+      cutlass::arch::NamedBarrier::sync(128, 2 + cwg);
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        float* row = staged + (16 * wi + g + 8 * hh) * C::kDqPitch + 2 * tq;
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+          *reinterpret_cast<float2*>(row + 8 * j) =
+              make_float2(accdQ(4 * j + 2 * hh), accdQ(4 * j + 2 * hh + 1));
+      }
+      cutlass::arch::fence_view_async_shared();
+      cutlass::arch::NamedBarrier::sync(128, 2 + cwg);
+      if (wtid < qlen) {
+        float* dst = w.dq_accum + (q0 + wtid) * q_stride + h * D + 64 * cwg;
+        const std::uint32_t src = cute::cast_smem_ptr_to_uint(staged + wtid * C::kDqPitch);
+        asm volatile(
+            "cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;" ::"l"(
+                dst),
+            "r"(src), "n"(D / 2 * 4)
+            : "memory");
+        cute::tma_store_arrive();
+      }
+    } else {
+      float* dq = w.dq_accum + h * D + 64 * cwg + 2 * tq;
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int r = 16 * wi + g + 8 * hh;
+        if (r < qlen) {
+          float* row = dq + (q0 + r) * q_stride;
+#pragma unroll
+          for (int j = 0; j < 8; ++j)
+            flash::ptx::atomic_add2(row + 8 * j, accdQ(4 * j + 2 * hh),
+                                    accdQ(4 * j + 2 * hh + 1));
+        }
+      }
+    }
+
+    buf ^= 1;
+    if (++stage == kStages) {
+      stage = 0;
+      phase ^= 1;
+    }
+  }
+
+  if constexpr (C::kBulkDQ) {  // the staged rows stay in place until the adds are done
+    if (ctid % 128 < kBlockM) asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
+  }
+
+  // ---- epilogue: dK (scaled) and dV, rows of the tile only ------------------------------------
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) {
+    const int row = krow0 + 8 * hh;
+    if (row >= valid_k) continue;
+    const std::int64_t o = kv_off + row * kv_stride + 2 * tq;
+    if (p.mask.split) {  // other CTAs share this key tile: add into the fp32 workspace
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) {
+        flash::ptx::atomic_add2(w.dk_accum + o + 8 * j, accdK(4 * j + 2 * hh),
+                                accdK(4 * j + 2 * hh + 1));
+        flash::ptx::atomic_add2(w.dv_accum + o + 8 * j, accdV(4 * j + 2 * hh),
+                                accdV(4 * j + 2 * hh + 1));
+      }
+    } else {
+      T* dk = static_cast<T*>(p.dk) + o;
+      T* dv = static_cast<T*>(p.dv) + o;
+      const float scale = p.shape.scale;
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) {
+        const T k_lo = static_cast<T>(accdK(4 * j + 2 * hh) * scale);
+        const T k_hi = static_cast<T>(accdK(4 * j + 2 * hh + 1) * scale);
+        const T v_lo = static_cast<T>(accdV(4 * j + 2 * hh));
+        const T v_hi = static_cast<T>(accdV(4 * j + 2 * hh + 1));
+        *reinterpret_cast<std::uint32_t*>(dk + 8 * j) =
+            std::uint32_t(reinterpret_cast<const std::uint16_t&>(k_lo)) |
+            (std::uint32_t(reinterpret_cast<const std::uint16_t&>(k_hi)) << 16);
+        *reinterpret_cast<std::uint32_t*>(dv + 8 * j) =
+            std::uint32_t(reinterpret_cast<const std::uint16_t&>(v_lo)) |
+            (std::uint32_t(reinterpret_cast<const std::uint16_t&>(v_hi)) << 16);
+      }
+    }
+  }
+#endif  // LONGATTN_HOPPER_DEVICE
+}
+
+// The main kernel's launch (TMA descriptors built here, on the host, at every call).
+template <DType Dt, int D>
+void launch_backward_main(const BwdParams& p, const BwdWork& w, Stream stream) {
+  using T = typename Elem<Dt>::type;
+  const flash::Shape& s = p.shape;
+  auto launch = [&](auto has_partial) {
+    using C = BwdConfig<T, D, decltype(has_partial)::value>;
+    using namespace cute;
+    BwdKernelParams<C> kp{};
+    auto gmem = [&](const void* ptr, int seqlen, int heads) {
+      return make_tensor(make_gmem_ptr(static_cast<const T*>(ptr)),
+                         make_shape(seqlen, Int<D>{}, heads),
+                         make_stride(std::int64_t(heads) * D, _1{}, std::int64_t(D)));
+    };
+    auto q_box = Shape<Int<C::kBlockM>, Int<D>>{};
+    auto kv_box = Shape<Int<C::kBlockN>, Int<D>>{};
+    kp.tma_q = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.q, s.seqlen_q, s.heads_q),
+                             take<0, 2>(typename C::SmemQ{}), q_box, _1{});
+    kp.tma_do = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.d_o, s.seqlen_q, s.heads_q),
+                              take<0, 2>(typename C::SmemQ{}), q_box, _1{});
+    kp.tma_k = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.k, s.seqlen_k, s.heads_kv),
+                             typename C::SmemKV{}, kv_box, _1{});
+    kp.tma_v = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.v, s.seqlen_k, s.heads_kv),
+                             typename C::SmemKV{}, kv_box, _1{});
+    kp.p = p;
+    kp.w = w;
+    auto* kernel = &flash_hopper_bwd_kernel<C>;
+    static const cudaError_t attr =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem);
+    check_cuda(attr, "cudaFuncSetAttribute(max dynamic shared memory)");
+    const dim3 grid(unsigned(s.heads_kv), unsigned(p.mask.num_items));
+    kernel<<<grid, C::kThreads, C::kSmem, stream>>>(kp);
+    check_cuda(cudaGetLastError(), "backward launch");
+  };
+
+  if (p.mask.has_partial)
+    launch(std::true_type{});
+  else
+    launch(std::false_type{});
+}
+
+template <DType Dt, int D>
+void launch_backward(const BwdParams& p, Stream stream) {
+  using PT = typename flash::Elem<Dt>::type;  // the portable kernels' element type
+  const flash::Shape& s = p.shape;
+  const BwdWork w = flash::carve_workspace(p);
+  const std::int64_t q_elems = std::int64_t(s.seqlen_q) * s.heads_q * D;
+  const std::int64_t kv_elems = std::int64_t(s.seqlen_k) * s.heads_kv * D;
+  check_cuda(cudaMemsetAsync(w.dq_accum, 0, std::size_t(q_elems) * 4, stream),
+             "clearing the dQ accumulator");
+  if (p.mask.split) {
+    check_cuda(cudaMemsetAsync(w.dk_accum, 0, std::size_t(kv_elems) * 4, stream),
+               "clearing the dK accumulator");
+    check_cuda(cudaMemsetAsync(w.dv_accum, 0, std::size_t(kv_elems) * 4, stream),
+               "clearing the dV accumulator");
+  }
+  const std::int64_t rows = std::int64_t(s.seqlen_q) * s.heads_q;
+  flash::flash_bwd_preprocess<PT, D><<<unsigned((rows * 32 + 255) / 256), 256, 0, stream>>>(p, w);
+  check_cuda(cudaGetLastError(), "backward preprocess launch");
+
+  if (p.mask.num_items > 0) launch_backward_main<Dt, D>(p, w, stream);
+
+  const unsigned convert_blocks = 132 * 16;
+  if (p.mask.split) {
+    const std::int64_t n4 = kv_elems / 4;
+    const unsigned blocks = unsigned(std::min<std::int64_t>((n4 + 255) / 256, convert_blocks));
+    flash::flash_convert<PT><<<blocks, 256, 0, stream>>>(w.dk_accum, static_cast<PT*>(p.dk), n4,
+                                                         s.scale);
+    flash::flash_convert<PT><<<blocks, 256, 0, stream>>>(w.dv_accum, static_cast<PT*>(p.dv), n4,
+                                                         1.f);
+    check_cuda(cudaGetLastError(), "dK, dV convert launch");
+  }
+  const std::int64_t n4 = q_elems / 4;
+  const unsigned blocks = unsigned(std::min<std::int64_t>((n4 + 255) / 256, convert_blocks));
+  flash::flash_convert<PT><<<blocks, 256, 0, stream>>>(w.dq_accum, static_cast<PT*>(p.dq), n4,
+                                                       s.scale);
+  check_cuda(cudaGetLastError(), "dQ convert launch");
+}
+
+}  // namespace longattn::flash_hopper
