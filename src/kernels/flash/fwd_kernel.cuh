@@ -1,9 +1,10 @@
 #pragma once
 // Forward pass, FlashAttention-2 style: a CTA owns one query tile (up to 128 rows, 4 warps x 32
-// rows; or 64, 4 x 16, for block-sparse masks of small blocks) of one head and walks the key chunks (64 keys) its work item lists, with an online
-// softmax. K and V arrive by cp.async into padded shared memory (V of chunk n while S = Q K^T and
-// the softmax run, K of chunk n+1, double-buffered, during the whole step); S and O live in
-// registers, P goes to the second GEMM as 16-bit A fragments without touching shared memory.
+// rows; or 64, 4 x 16, for block-sparse masks of small blocks) of one head and walks the key
+// chunks (64 keys) its work item lists, with an online softmax. K and V arrive by cp.async into
+// padded shared memory (V of chunk n while S = Q K^T and the softmax run, K of chunk n+1,
+// double-buffered, during the whole step); S and O live in registers, P goes to the second GEMM
+// as 16-bit A fragments without touching shared memory.
 // Full chunks carry no mask arithmetic; partial chunks read their exact bitmask, and a warp none
 // of whose rows sees a partial chunk skips it. The running maximum only moves when it grows by
 // more than kRescaleSlack (log2 units), which saves most O rescales.
@@ -76,7 +77,6 @@ __global__ void __launch_bounds__(K::kThreads, K::kMinBlocks) flash_fwd_kernel(c
   // This CTA runs one query tile (its work item) for heads [h0, h0 + hpc) in turn; during a
   // head's last key chunk it already fetches the next head's Q and first K, so that only the
   // first head waits for its loads.
-  // Per-KV-head masks: blockIdx.x runs over the query heads of the item's KV head only.
   const int hpc = p.heads_per_cta;
   const int group = s.heads_q / s.heads_kv;
   // Per-KV-head masks: grid z is the KV head, whose items are y = 0.. (items grouped by head,
