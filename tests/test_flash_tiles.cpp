@@ -9,8 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "longattn/error.hpp"
 #include "longattn/kernels/flash.hpp"
 #include "longattn/patterns.hpp"
+#include "longattn/views/block_lists.hpp"
 
 namespace longattn {
 namespace {
@@ -118,6 +120,12 @@ TEST(FlashBlockSparseTiles, RasteriseToTheMaskPerKvHead) {
           const std::string what = fmt::format("{} block {} causal {} S={} variant {}",
                                                to_string(l.pattern), l.sparse_block, causal, s,
                                                variant);
+          if (!key_major) {  // grouped by KV head, as many per head
+            ASSERT_EQ(t.items.size() % size_t(m.num_heads()), 0u) << what;
+            const size_t per = t.items.size() / size_t(m.num_heads());
+            for (size_t i = 0; i < t.items.size(); ++i)
+              EXPECT_EQ(t.items[i].kv_head, int(i / per)) << what;
+          }
           const std::vector<char> seen = rasterise(t, m, opt.passes);
           Index mismatches = 0, area = 0;
           for (int h = 0; h < m.num_heads(); ++h)
@@ -158,8 +166,51 @@ TEST(FlashBlockSparseTiles, AlignedKeptBlocksAreFullChunks) {
   for (bool key_major : {false, true}) {
     const flash::MaskTiles t =
         flash::prepare_block_sparse_mask(c, key_major ? kBackward : kForward, key_major);
-    EXPECT_EQ(t.partial_tiles(), 2 * diagonal);
+    Index partial_chunks = 0;  // each a run of its own
+    for (const flash::TileRun32& r : t.runs) partial_chunks += r.bits >= 0;
+    EXPECT_EQ(partial_chunks, 2 * diagonal);
+    EXPECT_EQ(t.partial_tiles(), 2);  // the two halves of a diagonal block: one bitmask each
   }
+}
+
+TEST(FlashBlockSparseTiles, PartialChunksShareTheirShapesBitmask) {
+  // Blocks of 64 under 128-row query tiles (64-query chunks under 128-key tiles backward): a
+  // chunk kept by one of the tile's two blocks only is partial, and all of them are one of two
+  // shapes, each stored once.
+  MaskSpec spec = sparse_spec(Pattern::block_sparse_uniform, 4096, false);
+  spec.params.sparse_block = 64;
+  const BlockSparseMask m = std::get<BlockSparseMask>(make_mask(spec).mask);
+  for (bool key_major : {false, true}) {
+    const flash::MaskTiles t =
+        flash::prepare_block_sparse_mask(m, key_major ? kBackward : kForward, key_major);
+    Index partial_chunks = 0;
+    for (const flash::TileRun32& r : t.runs) {
+      if (r.bits < 0) continue;
+      ++partial_chunks;
+      EXPECT_EQ(r.end - r.begin, 64);
+    }
+    EXPECT_GT(partial_chunks, 100);
+    EXPECT_EQ(t.partial_tiles(), 2);
+  }
+}
+
+TEST(FlashBlockSparseTiles, GivenKeyToQueryListsAreChecked) {
+  MaskSpec spec = sparse_spec(Pattern::block_sparse_variable, 1001, true);
+  const BlockSparseMask m = std::get<BlockSparseMask>(make_mask(spec).mask);
+  // The lists the host transposes give the tiles the convenience overload builds.
+  std::vector<BlockLists> k_to_q = block_index_lists(m).k_to_q;
+  const flash::MaskTiles a = flash::prepare_block_sparse_mask(m, kBackward, true);
+  const flash::MaskTiles b = flash::prepare_block_sparse_mask(m, kBackward, true, k_to_q);
+  EXPECT_EQ(a.bits, b.bits);
+  EXPECT_EQ(a.runs.size(), b.runs.size());
+  EXPECT_EQ(a.issued_area, b.issued_area);
+  // Too few heads, or lists of another mask, are input errors.
+  EXPECT_THROW(flash::prepare_block_sparse_mask(
+                   m, kBackward, true, std::span<const BlockLists>(k_to_q.data(), 1)),
+               InputError);
+  k_to_q[1].indices.pop_back();
+  k_to_q[1].offsets.back() -= 1;
+  EXPECT_THROW(flash::prepare_block_sparse_mask(m, kBackward, true, k_to_q), InputError);
 }
 
 TEST(FlashBlockSparseTiles, StaticMasksHaveNoHeadSets) {

@@ -26,7 +26,7 @@ ninja -C $B -j16 longattn_kernels longattn_core >>"$OUT/build.log" 2>&1 ||
 gtest_libs="$(find $B-gtest -name libgtest_main.a) $(find $B-gtest -name libgtest.a)"
 libs="$B/src/kernels/liblongattn_kernels.a $B/src/kernels/liblongattn_flash_prep.a $B/src/liblongattn_core.a"
 g++ -std=c++20 -O2 -Iinclude -Isrc/kernels -I.deps/include -I.deps/googletest/googletest/include \
-  -I$CUDA/include tests/gpu/test_flash.cpp tests/gpu/test_flash_block_transpose.cpp \
+  -I$CUDA/include tests/gpu/test_flash.cpp tests/gpu/test_flash_block_transpose.cpp tests/gpu/test_flash_sparse.cpp \
   -o $B/test_flash $libs $gtest_libs -L$CUDA/lib64 -lcudart -lpthread \
   >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 nvcc -std=c++20 -O2 -gencode arch=compute_90a,code=sm_90a -Iinclude -I.deps/include \

@@ -86,6 +86,19 @@ TEST(GpuBackends, NaiveMatchesReferenceOnEveryMask) {
   expect_ok(runner.run(make_case("naive", Pattern::causal_document, 1537, {8, 1, 96})));
 }
 
+TEST(GpuBackends, FlashRunsBlockSparseMasks) {
+  ASSERT_TRUE(gpu_present());
+  if (!find_backend("flash")) GTEST_SKIP() << "flash backend not built";
+  Runner runner(quick(), env());
+  // One pattern shared by every KV head, and one per KV head (the harness's own plan path).
+  for (int patterns : {1, 3})
+    for (Pattern p : {Pattern::block_sparse_uniform, Pattern::block_sparse_variable}) {
+      Case c = make_case("flash", p, 1037, {6, 3, 128});
+      c.mask.params.sparse_heads = patterns;
+      expect_ok(runner.run(c));
+    }
+}
+
 TEST(GpuBackends, CudnnMatchesReferenceOrSaysUnsupported) {
   ASSERT_TRUE(gpu_present());
   if (!find_backend("cudnn")) GTEST_SKIP() << "cudnn backend not built";

@@ -12,6 +12,7 @@
 // natural log. Rows without keys give O = 0, LSE = -inf and zero gradients.
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <stdexcept>
 #include <vector>
 
@@ -115,8 +116,15 @@ MaskTiles prepare_mask(const SliceMask& m, TileShape shape, bool key_major,
 // blocks, full where every pair is kept (whole kept blocks off the causal diagonal), partial
 // with an exact bitmask where a chunk crosses a dropped block or the diagonal, or (forward) is
 // short. opt.heads counts the CTAs per item on the grid's other axis: the query heads of a
-// group forward, 1 backward (the items already carry their KV head). Host only, no CUDA.
+// group forward, 1 backward (the items already carry their KV head). Query-major items are
+// grouped by KV head (each head's heaviest first, one per outer tile). Partial chunks sharing a
+// bitmask shape share its bits (each is a run of one chunk then). Host only, no CUDA.
 MaskTiles prepare_block_sparse_mask(const BlockSparseMask& m, TileShape shape, bool key_major,
+                                    const PrepareOptions& opt = {});
+// The same with every head's k->q lists given (key-major tiles; built on the device by
+// make_plan); the overload above transposes on the host. Ignored for query-major tiles.
+MaskTiles prepare_block_sparse_mask(const BlockSparseMask& m, TileShape shape, bool key_major,
+                                    std::span<const BlockLists> k_to_q,
                                     const PrepareOptions& opt = {});
 
 // Device form of a WorkItem: everything its CTA needs to start, in one 32-byte record (no chain
@@ -138,7 +146,9 @@ struct MaskView {
   const std::uint32_t* bits = nullptr;
   const ItemRecord* items = nullptr;
   // Per-KV-head masks: item i's KV head (read beside its record, indexed alike); null when one
-  // mask serves every head. TODO(issue 6): the kernels do not read it yet (NOTES.md).
+  // mask serves every head. Backward main kernel: grid (1, items), the CTA's KV head read here.
+  // Query-major kernels (forward, deterministic dQ): items come grouped by KV head, as many per
+  // head, and the grid is (the head's query heads, items / heads_kv, heads_kv).
   const std::int32_t* item_heads = nullptr;
   std::int32_t num_items = 0;
   std::int32_t has_partial = 0;
@@ -190,6 +200,9 @@ struct FwdParams {
   // Heads one CTA runs in turn on its query tile, prefetching the next head's Q and first K
   // during the last key chunk (a divisor of heads_q); 0 = the default, 1.
   std::int32_t heads_per_cta = 0;
+  // Query rows of the mask's tiles: 0 or 128 (forward_tile), or 64 (forward_tile(d, 64), which
+  // block-sparse plans of small blocks use): the mask's shape().rows.
+  std::int32_t tile_rows = 0;
 };
 
 struct BwdParams {
@@ -213,6 +226,7 @@ struct BwdParams {
 
 // The tile shapes the kernels are compiled for.
 TileShape forward_tile(int head_dim);
+TileShape forward_tile(int head_dim, int rows);  // rows: 128 (the above) or 64
 TileShape backward_tile(int head_dim);
 TileShape dq_tile(int head_dim);
 
@@ -236,5 +250,8 @@ struct Plan {
 // Heads decide the backward's work split (over the current device's SMs). Deterministic plans
 // never split (dK, dV are then written without atomics).
 Plan make_plan(const SliceMask& m, const Shape& shape, bool backward, bool deterministic);
+// Block-sparse: m has one pattern (shared by every KV head: the static grid) or heads_kv of them
+// (per-KV-head tiles). The backward's k->q lists are transposed on the device.
+Plan make_plan(const BlockSparseMask& m, const Shape& shape, bool backward, bool deterministic);
 
 }  // namespace longattn::flash

@@ -1,10 +1,15 @@
 // MaskTiles for block-sparse masks (flash.hpp, prepare_block_sparse_mask): per KV head, from its
-// kept lists (q->k forward, the host transpose k->q backward), without rasterising. The lines of
-// an outer tile fall into the blocks it overlaps; every line of one block sees the same kept
-// positions (cut by the diagonal when causal), so unions, full chunks and bitmasks all follow
-// from a few position ranges per block.
+// kept lists (q->k forward; k->q backward, transposed on the host or handed in from the device),
+// without rasterising. The lines of an outer tile fall into the blocks it overlaps; every line of
+// one block sees the same kept positions (cut by the diagonal when causal), so unions, full
+// chunks and bitmasks all follow from a few position ranges per block. Partial chunks repeat a
+// handful of shapes (a dropped neighbour block, a short tail, the diagonal), so their bitmasks
+// are stored once per shape: each partial chunk is a run of its own pointing at its shape's.
 #include <algorithm>
+#include <limits>
 #include <span>
+#include <unordered_map>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -89,14 +94,60 @@ void append_tile_bits(std::vector<std::uint32_t>& bits, const KeptRanges& q_to_k
   }
 }
 
+// A bitmask shape's key (tile_signature) and its hash.
+using Signature = std::vector<std::int32_t>;
+struct SignatureHash {
+  size_t operator()(const Signature& s) const {
+    std::uint64_t h = 1469598103934665603ull;  // FNV-1a over the values
+    for (const std::int32_t v : s) h = (h ^ std::uint32_t(v)) * 1099511628211ull;
+    return size_t(h);
+  }
+};
+
+// What decides the bitmask of tile (queries q, keys k), relative to the tile's corner: each query
+// block's rows and its kept keys inside k, and where the diagonal crosses (causal). Equal
+// signatures give equal bitmasks.
+void tile_signature(Signature& sig, const KeptRanges& q_to_k,
+                    const BlockPartition& blocks, bool causal, Range q, Range k) {
+  sig.clear();
+  const bool cut = causal && q.begin < k.end - 1;  // some row misses some key of k
+  sig.push_back(cut ? std::int32_t(q.begin - k.begin) : std::numeric_limits<std::int32_t>::min());
+  for (Index b = blocks.block_of(q.begin); b < blocks.num_blocks(); ++b) {
+    const Range rows = blocks.block(b).intersect(q);
+    if (rows.empty()) break;
+    sig.push_back(std::int32_t(rows.begin - q.begin));
+    sig.push_back(std::int32_t(rows.end - q.begin));
+    const auto line = q_to_k.row(b);
+    auto it = std::upper_bound(line.begin(), line.end(), k.begin,
+                               [](Index x, const Range& r) { return x < r.end; });
+    for (; it != line.end() && it->begin < k.end; ++it) {
+      const Range seen = it->intersect(k);
+      sig.push_back(std::int32_t(seen.begin - k.begin));
+      sig.push_back(std::int32_t(seen.end - k.begin));
+    }
+    sig.push_back(-1);
+  }
+}
+
 }  // namespace
 
 MaskTiles prepare_block_sparse_mask(const BlockSparseMask& m, TileShape shape, bool key_major,
+                                    std::span<const BlockLists> k_to_q,
                                     const PrepareOptions& opt) {
   check_prepare_args(shape, opt);
   const Index s = m.seqlen();
   check_positions(s, s);
   const BlockPartition& blocks = m.blocks();
+  if (key_major) {
+    if (Index(k_to_q.size()) != m.num_heads())
+      throw InputError(fmt::format("flash: {} k->q lists for a block-sparse mask of {} heads",
+                                   k_to_q.size(), m.num_heads()));
+    for (const BlockLists& l : k_to_q)
+      if (l.num_rows() != blocks.num_blocks() ||
+          Index(l.indices.size()) != m.kept_blocks(int(&l - k_to_q.data())))
+        throw InputError(fmt::format("flash: k->q lists of {} rows, {} entries for {} blocks",
+                                     l.num_rows(), l.indices.size(), blocks.num_blocks()));
+  }
 
   MaskTiles out;
   out.shape = shape;
@@ -105,16 +156,18 @@ MaskTiles prepare_block_sparse_mask(const BlockSparseMask& m, TileShape shape, b
   const Index outer_tile = key_major ? shape.cols : shape.rows;
   const Index chunk = key_major ? shape.rows : shape.cols;
   const std::vector<TileSpan> tiles = cut_outer(blocks.starts(), s, outer_tile);
-  const BlockIndexLists lists = block_index_lists(m);
   const CausalCut causal{m.causal(), key_major};
 
   std::vector<Index> chunks_of;
   std::vector<LineGroup> groups;
   std::vector<Range> uni;
+  // Bitmask shapes seen so far: signature -> partial tile index.
+  std::unordered_map<Signature, std::int32_t, SignatureHash> shapes;
+  Signature sig;
   out.offsets.push_back(0);
   for (int h = 0; h < m.num_heads(); ++h) {
-    const KeptRanges q_to_k(lists.q_to_k[size_t(h)], blocks);
-    const KeptRanges outer_lists = key_major ? KeptRanges(lists.k_to_q[size_t(h)], blocks) : q_to_k;
+    const KeptRanges q_to_k(m.kept(h), blocks);
+    const KeptRanges outer_ranges = key_major ? KeptRanges(k_to_q[size_t(h)], blocks) : q_to_k;
     out.head_outer.push_back(std::int32_t(out.outer.size()));
     for (const TileSpan& tile : tiles) {
       const Range span{tile.begin, tile.end};
@@ -122,7 +175,7 @@ MaskTiles prepare_block_sparse_mask(const BlockSparseMask& m, TileShape shape, b
       for (Index b = blocks.block_of(span.begin); b < blocks.num_blocks(); ++b) {
         const Range lines = blocks.block(b).intersect(span);
         if (lines.empty()) break;
-        groups.push_back({lines, outer_lists.row(b)});
+        groups.push_back({lines, outer_ranges.row(b)});
       }
       // Union of what the tile's lines see, sorted and merged.
       uni.clear();
@@ -153,26 +206,30 @@ MaskTiles prepare_block_sparse_mask(const BlockSparseMask& m, TileShape shape, b
           });
         };
         const Index n_chunks = ceil_div(u.size(), chunk);
+        for (Index c = 0; c < n_chunks; ++c)
+          out.issued_area += span.size() * chunk_at(c).size();
+        chunks += n_chunks;
         for (Index c = 0; c < n_chunks;) {
-          // A run of chunks of one kind.
-          const bool kind = full(chunk_at(c));
-          Index e = c + 1;
-          while (e < n_chunks && full(chunk_at(e)) == kind) ++e;
-          TileRun32 run;
-          run.begin = std::int32_t(chunk_at(c).begin);
-          run.end = std::int32_t(chunk_at(e - 1).end);
-          run.bits = -1;
-          if (!kind) {
-            run.bits = std::int32_t(out.partial_tiles());
-            if (Index(run.bits) + (e - c) >= kMaxPosition)
-              throw InputError("flash: too many partial tiles");
-            for (Index i = c; i < e; ++i)
-              append_tile_bits(out.bits, q_to_k, blocks, m.causal(), shape,
-                               key_major ? chunk_at(i) : span, key_major ? span : chunk_at(i));
+          if (!full(chunk_at(c))) {
+            // A partial chunk: a run of its own, with its shape's bitmask.
+            const Range q = key_major ? chunk_at(c) : span, k = key_major ? span : chunk_at(c);
+            tile_signature(sig, q_to_k, blocks, m.causal(), q, k);
+            auto [at, added] = shapes.try_emplace(sig, std::int32_t(out.partial_tiles()));
+            if (added) {
+              if (Index(at->second) + 1 >= kMaxPosition)
+                throw InputError("flash: too many partial tiles");
+              append_tile_bits(out.bits, q_to_k, blocks, m.causal(), shape, q, k);
+            }
+            out.runs.push_back({std::int32_t(chunk_at(c).begin), std::int32_t(chunk_at(c).end),
+                                at->second, 0});
+            ++c;
+            continue;
           }
-          for (Index i = c; i < e; ++i) out.issued_area += span.size() * chunk_at(i).size();
-          out.runs.push_back(run);
-          chunks += e - c;
+          // A run of full chunks.
+          Index e = c + 1;
+          while (e < n_chunks && full(chunk_at(e))) ++e;
+          out.runs.push_back({std::int32_t(chunk_at(c).begin), std::int32_t(chunk_at(e - 1).end),
+                              -1, 0});
           c = e;
         }
       }
@@ -184,7 +241,20 @@ MaskTiles prepare_block_sparse_mask(const BlockSparseMask& m, TileShape shape, b
   }
   out.head_outer.push_back(std::int32_t(out.outer.size()));
   add_work_items(out, chunks_of, opt);
+  if (!key_major) {
+    // Query-major items (never split: one per outer tile, as many per head) grouped by KV head,
+    // each head's heaviest first: the kernels' grid z is the head, y its items.
+    std::stable_sort(out.items.begin(), out.items.end(),
+                     [](const WorkItem& a, const WorkItem& b) { return a.kv_head < b.kv_head; });
+  }
   return out;
+}
+
+MaskTiles prepare_block_sparse_mask(const BlockSparseMask& m, TileShape shape, bool key_major,
+                                    const PrepareOptions& opt) {
+  if (!key_major) return prepare_block_sparse_mask(m, shape, false, {}, opt);
+  const BlockIndexLists lists = block_index_lists(m);  // the host transpose
+  return prepare_block_sparse_mask(m, shape, key_major, lists.k_to_q, opt);
 }
 
 }  // namespace longattn::flash

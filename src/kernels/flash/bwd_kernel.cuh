@@ -130,7 +130,8 @@ __global__ void __launch_bounds__(K::kThreads, 1)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, tq = lane & 3;
   const Shape& s = p.shape;
-  const int hk = blockIdx.x;
+  // Per-KV-head masks: the item names its KV head (the grid has one column).
+  const int hk = p.mask.item_heads ? __ldg(p.mask.item_heads + blockIdx.y) : int(blockIdx.x);
   const Item item = load_item(p.mask, blockIdx.y);
   const int group = s.heads_q / s.heads_kv;
   const int k0 = item.outer_begin;
@@ -348,8 +349,10 @@ __global__ void __launch_bounds__(K::kThreads)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2;
   const Shape& s = p.shape;
-  const int h = blockIdx.x;
-  const Item item = load_item(p.dq_mask, blockIdx.y);
+  // Per-KV-head masks: grid z is the KV head (its items grouped, as in the forward kernel),
+  // blockIdx.x one of its query heads.
+  const int h = blockIdx.z * (s.heads_q / s.heads_kv) + blockIdx.x;
+  const Item item = load_item(p.dq_mask, blockIdx.z * gridDim.y + blockIdx.y);
   const int hk = h / (s.heads_q / s.heads_kv);
   const int q0 = item.outer_begin;
   const int valid_q = item.outer_end - item.outer_begin;
@@ -476,7 +479,7 @@ void launch_backward(const BwdParams& p, Stream stream) {
   auto main = [&](auto has_partial, auto atomic_dq) {
     using K = BwdKernel<T, D, decltype(has_partial)::value, decltype(atomic_dq)::value>;
     allow_smem<flash_bwd_kernel<K>>(K::kSmem);
-    const dim3 grid(unsigned(s.heads_kv), unsigned(p.mask.num_items));
+    const dim3 grid(p.mask.item_heads ? 1u : unsigned(s.heads_kv), unsigned(p.mask.num_items));
     flash_bwd_kernel<K><<<grid, K::kThreads, K::kSmem, stream>>>(p, w);
     check_cuda(cudaGetLastError(), "flash backward launch");
   };
@@ -511,7 +514,10 @@ void launch_backward(const BwdParams& p, Stream stream) {
     auto dq = [&](auto has_partial) {
       using K = DqKernel<T, D, decltype(has_partial)::value>;
       allow_smem<flash_dq_kernel<K>>(K::kSmem);
-      const dim3 grid(unsigned(s.heads_q), unsigned(p.dq_mask.num_items));
+      const bool per_head = p.dq_mask.item_heads != nullptr;
+      const int kv = per_head ? s.heads_kv : 1;
+      const dim3 grid(unsigned(per_head ? s.heads_q / s.heads_kv : s.heads_q),
+                      unsigned(p.dq_mask.num_items / kv), unsigned(kv));
       flash_dq_kernel<K><<<grid, K::kThreads, K::kSmem, stream>>>(p, w);
       check_cuda(cudaGetLastError(), "flash dQ launch");
     };

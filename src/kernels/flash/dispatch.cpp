@@ -42,6 +42,10 @@ TileShape forward_tile(int head_dim) {
   if (head_dim == 64) return {FwdTile<64>::kRows, FwdTile<64>::kCols};
   return {FwdTile<128>::kRows, FwdTile<128>::kCols};
 }
+TileShape forward_tile(int head_dim, int rows) {
+  if (rows != 64) return forward_tile(head_dim);
+  return {FwdTile<128, 64>::kRows, FwdTile<128, 64>::kCols};
+}
 TileShape backward_tile(int head_dim) {
   if (head_dim == 64) return {BwdTile<64>::kRows, BwdTile<64>::kCols};
   return {BwdTile<128>::kRows, BwdTile<128>::kCols};
@@ -65,16 +69,24 @@ void run_forward(const FwdParams& p, Stream stream) {
   validate(p.shape, "forward");
   if (!p.q || !p.k || !p.v || !p.o || !p.lse || !p.mask.items)
     throw InputError("flash forward: a tensor or the mask is missing");
-  if (p.mask.num_items > 65535)
+  // Per-KV-head masks: the items come grouped by KV head, as many per head (the grid's z).
+  if (p.mask.item_heads && p.mask.num_items % p.shape.heads_kv != 0)
+    throw InputError(fmt::format("flash forward: {} items for {} KV heads", p.mask.num_items,
+                                 p.shape.heads_kv));
+  if (p.mask.num_items / (p.mask.item_heads ? p.shape.heads_kv : 1) > 65535)
     throw InputError(fmt::format("flash forward: {} query tiles exceed one launch's grid",
                                  p.mask.num_items));
+  if (p.tile_rows != 0 && p.tile_rows != 64 && p.tile_rows != 128)
+    throw InputError(fmt::format("flash forward: tiles of {} rows (64 or 128)", p.tile_rows));
   FwdParams q = p;
   // Several heads per CTA (each prefetching the next one's first loads) measured no faster on
   // H100, even for short document tiles, and coarser work hurt masks with uneven rows.
   if (q.heads_per_cta == 0) q.heads_per_cta = 1;
-  if (q.heads_per_cta < 1 || p.shape.heads_q % q.heads_per_cta != 0)
-    throw InputError(fmt::format("flash forward: {} heads per CTA do not divide heads_q {}",
-                                 q.heads_per_cta, p.shape.heads_q));
+  // Per-KV-head masks: a CTA's heads are query heads of its item's KV head.
+  const int heads = p.mask.item_heads ? p.shape.heads_q / p.shape.heads_kv : p.shape.heads_q;
+  if (q.heads_per_cta < 1 || heads % q.heads_per_cta != 0)
+    throw InputError(fmt::format("flash forward: {} heads per CTA do not divide {} heads",
+                                 q.heads_per_cta, heads));
   dispatch(q.dtype, q.shape.head_dim,
            [&]<DType Dt, int D>() { launch_forward<Dt, D>(q, stream); });
 }
@@ -88,6 +100,9 @@ void run_backward(const BwdParams& p, Stream stream) {
     throw InputError("flash backward: a deterministic backward needs an unsplit key-tile plan");
   if (p.mask.num_items > 65535 || p.dq_mask.num_items > 65535)
     throw InputError("flash backward: too many tiles for one launch's grid");
+  if (p.deterministic && p.dq_mask.item_heads && p.dq_mask.num_items % p.shape.heads_kv != 0)
+    throw InputError(fmt::format("flash backward: {} dQ items for {} KV heads",
+                                 p.dq_mask.num_items, p.shape.heads_kv));
   dispatch(p.dtype, p.shape.head_dim,
            [&]<DType Dt, int D>() { launch_backward<Dt, D>(p, stream); });
 }

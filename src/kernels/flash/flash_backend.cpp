@@ -24,10 +24,13 @@ class FlashPlan final : public Plan {
     shape_ = {std::int32_t(s.seqlen_q), std::int32_t(s.seqlen_k), s.heads_q, s.heads_kv,
               s.head_dim, s.softmax_scale()};
     dtype_ = flash_dtype(p.dtype);
-    const auto& mask = std::get<SliceMask>(p.canonical());
     const bool backward = runs_backward(p.direction);
     try {
-      plan_ = flash::make_plan(mask, shape_, backward, deterministic);
+      if (const auto* sparse = std::get_if<BlockSparseMask>(&p.canonical()))
+        plan_ = flash::make_plan(*sparse, shape_, backward, deterministic);
+      else
+        plan_ = flash::make_plan(std::get<SliceMask>(p.canonical()), shape_, backward,
+                                 deterministic);
     } catch (const flash::DeviceOutOfMemory& e) {
       throw OutOfMemory(e.what());
     }
@@ -59,6 +62,7 @@ class FlashPlan final : public Plan {
     p.o = t.o;
     p.lse = t.lse;
     p.mask = plan_.fwd.view();
+    p.tile_rows = plan_.fwd.shape().rows;
     flash::run_forward(p, stream);
   }
 
@@ -102,10 +106,10 @@ class FlashBackend final : public Backend {
     caps_.gqa = true;
     caps_.forward = true;
     caps_.backward = true;
-    caps_.dynamic_masks = false;
+    caps_.dynamic_masks = true;
     caps_.masks =
         "all 12 static masks: document-aligned tiles of the canonical mask, exact bitmasks on "
-        "partial tiles";
+        "partial tiles; block-sparse masks: per-KV-head tiles of the kept blocks";
   }
   std::string_view name() const override {
     return deterministic_ ? "flash_deterministic" : "flash";
@@ -114,8 +118,9 @@ class FlashBackend final : public Backend {
   std::string version() const override { return "longattn flash (mma.sync, sm_80+)"; }
 
   std::optional<std::string> unsupported_reason(const Problem& p) const override {
-    if (!std::holds_alternative<SliceMask>(p.canonical()))
-      return std::string("flash runs static masks only");
+    if (const auto* b = std::get_if<BlockSparseMask>(&p.canonical());
+        b && b->num_heads() != 1 && b->num_heads() != p.shape.heads_kv)
+      return fmt::format("block-sparse mask has {} heads; expected 1 or heads_kv", b->num_heads());
     // Grid rows are outer tiles: at most 65535 of the smallest (64 rows) tile.
     if (p.shape.seqlen_q > Index(65535) * 64 || p.shape.seqlen_k > Index(65535) * 64)
       return fmt::format("flash: sequence length {} is too long for one launch",

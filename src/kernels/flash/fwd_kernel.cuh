@@ -1,9 +1,10 @@
 #pragma once
 // Forward pass, FlashAttention-2 style: a CTA owns one query tile (up to 128 rows, 4 warps x 32
-// rows) of one head and walks the key chunks (64 keys) its work item lists, with an online
-// softmax. K and V arrive by cp.async into padded shared memory (V of chunk n while S = Q K^T and
-// the softmax run, K of chunk n+1, double-buffered, during the whole step); S and O live in
-// registers, P goes to the second GEMM as 16-bit A fragments without touching shared memory.
+// rows; or 64, 4 x 16, for block-sparse masks of small blocks) of one head and walks the key
+// chunks (64 keys) its work item lists, with an online softmax. K and V arrive by cp.async into
+// padded shared memory (V of chunk n while S = Q K^T and the softmax run, K of chunk n+1,
+// double-buffered, during the whole step); S and O live in registers, P goes to the second GEMM
+// as 16-bit A fragments without touching shared memory.
 // Full chunks carry no mask arithmetic; partial chunks read their exact bitmask, and a warp none
 // of whose rows sees a partial chunk skips it. The running maximum only moves when it grows by
 // more than kRescaleSlack (log2 units), which saves most O rescales.
@@ -34,14 +35,16 @@ struct Elem<DType::fp16> {
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-template <class T_, int D, bool kHasPartial_>
+template <class T_, int D, bool kHasPartial_, int BlockM = FwdTile<D>::kRows>
 struct FwdKernel {
   using T = T_;
   static constexpr int kD = D;
   static constexpr bool kHasPartial = kHasPartial_;
-  static constexpr int kBlockM = FwdTile<D>::kRows;
-  static constexpr int kBlockN = FwdTile<D>::kCols;
+  static constexpr int kBlockM = FwdTile<D, BlockM>::kRows;
+  static constexpr int kBlockN = FwdTile<D, BlockM>::kCols;
   static constexpr int kWarps = 4;
+  // 64-row tiles: 3 CTAs per SM (their shared memory allows it), to keep as many rows in flight.
+  static constexpr int kMinBlocks = BlockM == 128 ? 2 : 3;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kWarpRows = kBlockM / kWarps;
   static constexpr int MT = kWarpRows / 16;  // m16 tiles per warp
@@ -64,7 +67,7 @@ struct FwdKernel {
 };
 
 template <class K>
-__global__ void __launch_bounds__(K::kThreads, 2) flash_fwd_kernel(const FwdParams p) {
+__global__ void __launch_bounds__(K::kThreads, K::kMinBlocks) flash_fwd_kernel(const FwdParams p) {
   using T = typename K::T;
   constexpr int D = K::kD, MT = K::MT, NT = K::NT, DT = K::DT;
   extern __shared__ __align__(128) unsigned char smem[];
@@ -75,9 +78,12 @@ __global__ void __launch_bounds__(K::kThreads, 2) flash_fwd_kernel(const FwdPara
   // head's last key chunk it already fetches the next head's Q and first K, so that only the
   // first head waits for its loads.
   const int hpc = p.heads_per_cta;
-  const int h0 = blockIdx.x * hpc;
   const int group = s.heads_q / s.heads_kv;
-  const Item item = load_item(p.mask, blockIdx.y);
+  // Per-KV-head masks: grid z is the KV head, whose items are y = 0.. (items grouped by head,
+  // as many per head); blockIdx.x runs over that head's query heads. Everything here derives
+  // from blockIdx, which the compiler re-reads rather than keeping registers live.
+  const int h0 = (blockIdx.z * group) + blockIdx.x * hpc;
+  const Item item = load_item(p.mask, blockIdx.z * gridDim.y + blockIdx.y);
   const int q0 = item.outer_begin;
   const int valid_q = item.outer_end - item.outer_begin;
   const std::int64_t q_stride = std::int64_t(s.heads_q) * D;
@@ -320,18 +326,31 @@ __global__ void __launch_bounds__(K::kThreads, 2) flash_fwd_kernel(const FwdPara
 template <DType Dt, int D>
 void launch_forward(const FwdParams& p, Stream stream) {
   using T = typename Elem<Dt>::type;
-  auto launch = [&](auto has_partial) {
-    using K = FwdKernel<T, D, decltype(has_partial)::value>;
+  auto launch = [&](auto has_partial, auto rows) {
+    using K = FwdKernel<T, D, decltype(has_partial)::value, decltype(rows)::value>;
     allow_smem<flash_fwd_kernel<K>>(K::kSmem);
-    const dim3 grid(unsigned(p.shape.heads_q / p.heads_per_cta), unsigned(p.mask.num_items));
+    // Per-KV-head masks: z = KV head, y = its items, x = its query heads (see the kernel).
+    const bool per_head = p.mask.item_heads != nullptr;
+    const int heads = per_head ? p.shape.heads_q / p.shape.heads_kv : p.shape.heads_q;
+    const int kv = per_head ? p.shape.heads_kv : 1;
+    const dim3 grid(unsigned(heads / p.heads_per_cta), unsigned(p.mask.num_items / kv),
+                    unsigned(kv));
     flash_fwd_kernel<K><<<grid, K::kThreads, K::kSmem, stream>>>(p);
     check_cuda(cudaGetLastError(), "flash forward launch");
   };
   if (p.mask.num_items == 0) return;
-  if (p.mask.has_partial)
-    launch(std::true_type{});
-  else
-    launch(std::false_type{});
+  using Rows128 = std::integral_constant<int, 128>;
+  using Rows64 = std::integral_constant<int, 64>;
+  if (p.tile_rows == 64) {
+    if (p.mask.has_partial)
+      launch(std::true_type{}, Rows64{});
+    else
+      launch(std::false_type{}, Rows64{});
+  } else if (p.mask.has_partial) {
+    launch(std::true_type{}, Rows128{});
+  } else {
+    launch(std::false_type{}, Rows128{});
+  }
 }
 
 }  // namespace longattn::flash

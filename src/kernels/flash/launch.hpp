@@ -12,10 +12,11 @@ template <DType Dt, int D>
 void launch_backward(const BwdParams& p, Stream stream);
 
 // Tile shapes, shared by the kernels and the host-side planning.
-template <int D>
+template <int D, int Rows = 128>
 struct FwdTile {
-  static constexpr int kRows = 128;  // queries per CTA: 4 warps x 32 rows
-  static constexpr int kCols = 64;   // keys per step
+  // Queries per CTA: 4 warps x 32 rows; 64 (4 x 16) for block-sparse masks of small blocks.
+  static constexpr int kRows = Rows;
+  static constexpr int kCols = 64;  // keys per step
 };
 template <int D>
 struct BwdTile {
