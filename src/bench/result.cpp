@@ -70,8 +70,10 @@ json params_json(const MaskSpec& spec) {
             {"average_block", p.average_block},
             {"keep", p.keep},
             {"sparse_causal", p.sparse_causal},
-            {"sparse_heads", p.sparse_heads},
-            {"selection", to_string(p.selection)}};
+            {"sparse_heads", p.sparse_heads}};
+  // Written only when not the default, so that the records made before block selection existed
+  // keep their resume keys (suite.cpp: a case's key is its JSON).
+  if (p.selection != BlockSelection::random) j["selection"] = to_string(p.selection);
   j["prefix"] = p.prefix ? json(*p.prefix) : json(nullptr);
   j["doc_lens"] = p.doc_lens ? json(*p.doc_lens) : json(nullptr);
   j["histogram"] = p.histogram ? json(p.histogram->name) : json(nullptr);
