@@ -151,8 +151,13 @@ void run_cp_sweep(const std::function<std::vector<bench::CpGrid>(bool gpu)>& gri
     }
     if (failed > 0) exit_code = 1;
   } catch (const InputError& e) {
-    // Every rank reached the same verdict: rank 0 reports it, the others leave quietly.
-    if (root) throw;
+    // Every rank reached the same verdict: rank 0 reports it, the others leave quietly, but only
+    // after rank 0 has printed it (mpirun ends the job when the first rank exits non-zero).
+    if (root) {
+      fmt::print(stderr, "longattn: error: {}\n", e.what());
+      std::fflush(stderr);
+    }
+    group.barrier();
     exit_code = 2;
   } catch (const std::exception& e) {
     // This rank failed while the others may be waiting for it: end the whole job.

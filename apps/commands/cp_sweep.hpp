@@ -30,7 +30,7 @@ struct CpSweepSettings {
 // options) is compared across ranks first, as a rank with other arguments would wait forever in
 // a collective the others never make. `grids(gpu)` gives the grids for the device chosen (it may
 // throw InputError, reported once all ranks agree). Sets exit_code to 1 when a case is error or
-// wrong; throws InputError (rank 0) for bad input.
+// wrong; for bad input rank 0 prints the error and every rank sets exit_code to 2.
 void run_cp_sweep(const std::function<std::vector<bench::CpGrid>(bool gpu)>& grids,
                   const CpSweepSettings& settings, const std::string& fingerprint);
 

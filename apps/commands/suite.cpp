@@ -57,7 +57,8 @@ void run_cp_suite(const bench::Suite& suite, SweepOptions sweep, bool dry_run, i
       {"l2", s.timing.l2_flush}, {"check", s.check.enabled}, {"rows", s.check.rows}};
   run_cp_sweep([&suite](bool gpu) { return gpu ? suite.cp_gpu : suite.cp_cpu; }, s,
                fingerprint.dump());
-  fmt::print(stderr, "suite {}: records in {}/records.jsonl\n", suite.name, s.out);
+  if (exit_code != 2)  // 2: bad input, already reported, nothing ran
+    fmt::print(stderr, "suite {}: records in {}/records.jsonl\n", suite.name, s.out);
 #else
   (void)sweep, (void)dry_run, (void)dry_run_ranks;
   throw InputError(fmt::format(
