@@ -27,7 +27,7 @@ if has smoke; then
   grep -E 'Failure|LSE\[|: \|\|x' $OUT/smoke.log | head -8
 fi
 if has bench; then
-  for f in ${FLAGS:-7 3 5 0}; do
+  for f in ${FLAGS:-7 15 3 5 0}; do
     t=$(left); [ $t -lt 20 ] && { echo "== no time for bench f$f"; break; }
     [ $t -gt 45 ] && t=45
     BENCH_TIMEOUT=$t DIMS=128 tests/gpu/flash_hopper_variants.sh "$f"
@@ -48,7 +48,7 @@ if has full; then
   fi
 fi
 if has variants; then
-  for f in ${VFLAGS:-3 5 0}; do
+  for f in ${VFLAGS:-15 3 5 0}; do
     t=$(left); [ $t -lt 15 ] && break
     LONGATTN_HOPPER_FWD_FLAGS=$f timeout $t $B/test_flash_hopper --gtest_filter="${VFILTER:-*_S1000_*H6x2*:FlashHopperEdges.*}" >$OUT/test_f$f.log 2>&1
     echo "== flags $f rc=$? ok=$(grep -c '^\[       OK' $OUT/test_f$f.log) failed=$(grep -c '^\[  FAILED' $OUT/test_f$f.log)"

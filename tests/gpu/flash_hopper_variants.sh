@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The flash_hopper forward's scheduling variants side by side (LONGATTN_HOPPER_FWD_FLAGS, see
-# src/kernels/flash_hopper/fwd_kernel.cuh: 7 = overlap + ping-pong + persistent, the default;
-# 3 = overlap + ping-pong; 5 = overlap + persistent; 0 = none), on the device machine after
-# flash_hopper_device_run.sh has built build-hopper (with the benchmark: BENCH=1, or `ninja
-# longattn`):
-#   tests/gpu/flash_hopper_variants.sh ["7 3 5 0"]
+# src/kernels/flash_hopper/launch.hpp: 7 = overlap + ping-pong + persistent, the default;
+# 15 = 7 with 160-key chunks at head dim 128; 3 = overlap + ping-pong; 5 = overlap + persistent;
+# 0 = none), on the device machine after flash_hopper_device_run.sh has built build-hopper (with
+# the benchmark: BENCH=1, or `ninja longattn`):
+#   tests/gpu/flash_hopper_variants.sh ["7 15 3 5 0"]
 # Environment: VARIANT_FILTER (gtest filter run once per variant other than 7; empty = no tests),
 #   BENCH_ARGS (default: --seqlen 16K --heads 64:8 --mask full,causal,causal_document,
 #   sliding_window), DIMS (head dims to benchmark, default 128), DTYPE (bf16).
@@ -13,7 +13,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/flash_hopper_out}
 mkdir -p "$OUT"
 B=build-hopper
-flags=${1:-7 3 5 0}
+flags=${1:-7 15 3 5 0}
 if [ -n "${VARIANT_FILTER:-}" ]; then
   for f in $flags; do
     [ "$f" = 7 ] && continue

@@ -2,6 +2,8 @@
 // template arguments of the launch functions instantiated one per .cu file.
 #include <fmt/format.h>
 
+#include <cstdlib>
+
 #include "launch.hpp"
 #include "longattn/error.hpp"
 
@@ -9,10 +11,19 @@ namespace longattn::flash_hopper {
 
 bool supported_head_dim(int head_dim) { return head_dim == 64 || head_dim == 128; }
 
+int forward_flags() {
+  static const int flags = [] {
+    const char* s = std::getenv("LONGATTN_HOPPER_FWD_FLAGS");
+    return s && *s ? std::atoi(s) : int(kDefaultFlags);
+  }();
+  return flags;
+}
+
 TileShape forward_tile(int head_dim) {
   if (!supported_head_dim(head_dim))
     throw InputError(fmt::format("flash_hopper: head_dim {} is not 64 or 128", head_dim));
-  return {FwdTile::kRows, FwdTile::kCols};
+  const bool wide = head_dim == 128 && (forward_flags() & kWide);
+  return {FwdTile::kRows, wide ? FwdTile::kWideCols : FwdTile::kCols};
 }
 
 flash::DeviceMask prepare_forward(const SliceMask& m, int head_dim) {

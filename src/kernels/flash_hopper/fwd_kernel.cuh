@@ -24,6 +24,10 @@
 // softmax, scheduling and epilogue are longattn's own.
 #include <cuda_runtime.h>
 
+// wgmma shapes with N not a power of two (64 x 160 x 16 for the wide chunks) are opt-in in CuTe.
+#ifndef CUTE_SM90_EXTENDED_MMA_SHAPES_ENABLED
+#define CUTE_SM90_EXTENDED_MMA_SHAPES_ENABLED
+#endif
 #include <cute/tensor.hpp>
 #include <cute/arch/copy_sm90_tma.hpp>
 #include <cute/atom/copy_traits_sm90_tma.hpp>
@@ -94,14 +98,6 @@ enum NamedBarrierId : int {
   kBarTurn = 3,      // + consumer warpgroup: its turn to issue GEMMs (ping-pong)
 };
 
-// Scheduling features of one kernel build (see the top of this file).
-enum FwdFlags : int {
-  kOverlap = 1,
-  kPingPong = 2,
-  kPersistent = 4,
-};
-constexpr int kDefaultFlags = kOverlap | kPingPong | kPersistent;
-
 template <class T_, int D, bool kHasPartial_, int kFlags>
 struct Config {
   using T = T_;
@@ -110,8 +106,10 @@ struct Config {
   static constexpr bool kOverlap = (kFlags & FwdFlags::kOverlap) != 0;
   static constexpr bool kPingPong = (kFlags & FwdFlags::kPingPong) != 0;
   static constexpr bool kPersistent = (kFlags & FwdFlags::kPersistent) != 0;
+  static constexpr bool kWide = (kFlags & FwdFlags::kWide) != 0;
   static constexpr int kBlockM = FwdTile::kRows;
-  static constexpr int kBlockN = FwdTile::kCols;
+  static constexpr int kBlockN = kWide ? FwdTile::kWideCols : FwdTile::kCols;
+  static constexpr int kSCols = kBlockN / 4;  // columns of S per thread (2 rows each)
   // D = 64 tiles are half the bytes: a deeper ring costs little shared memory.
   static constexpr int kStages = D == 64 ? 4 : 2;
   static constexpr int kConsumerWGs = kBlockM / 64;
@@ -121,7 +119,8 @@ struct Config {
   static constexpr float kRescaleSlack = 8.f;     // log2 units (see the portable kernel)
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;
-  static_assert(kBlockN == 128 && kWords == 4, "RowBits<4> covers the 16 n8 blocks of S");
+  static_assert(kBlockN % 32 == 0, "RowBits covers whole bitmask words");
+  static_assert(!kWide || D == 128, "wide chunks at head dim 128 only");
   static_assert(kConsumerWGs == 2, "ping-pong and the barrier ids assume two consumer warpgroups");
 
   using BM = cute::Int<kBlockM>;
@@ -328,8 +327,9 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   Tensor tSrS = partition_fragment_C(mma_qk, Shape<Int<C::kBlockM>, Int<C::kBlockN>>{});
   Tensor tOrO = partition_fragment_C(mma_pv, Shape<Int<C::kBlockM>, Int<D>>{});
   Tensor tOrP = make_tensor<T>(partition_shape_A(mma_pv, Shape<Int<C::kBlockM>, Int<C::kBlockN>>{}));
-  static_assert(decltype(size(tSrS))::value == 64 && decltype(size(tOrP))::value == 64,
-                "one thread: 2 rows x 32 columns of S, of P");
+  static_assert(decltype(size(tSrS))::value == 2 * C::kSCols &&
+                    decltype(size(tOrP))::value == 2 * C::kSCols,
+                "one thread: 2 rows x kBlockN / 4 columns of S, of P");
   static_assert(decltype(size(tOrO))::value == D / 2, "one thread: 2 rows x D / 4 columns of O");
 
   const float sl2 = p.shape.scale * kLog2e;
@@ -385,7 +385,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     // Element i of the accumulator is row hh = (i / 2) % 2, column 8 (i / 4) + 2 tq + i % 2.
     if (partial) {
 #pragma unroll
-      for (int i = 0; i < 64; ++i)
+      for (int i = 0; i < 2 * C::kSCols; ++i)
         if (!rb[(i >> 1) & 1].allows(i >> 2, i & 1)) tSrS(i) = -INFINITY;
     }
     float tile_max[2];
@@ -394,7 +394,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     for (int hh = 0; hh < 2; ++hh) {
       float mx = -INFINITY;
 #pragma unroll
-      for (int ni = 0; ni < 16; ++ni)
+      for (int ni = 0; ni < C::kBlockN / 8; ++ni)
         mx = fmaxf(mx, fmaxf(tSrS(4 * ni + 2 * hh), tSrS(4 * ni + 2 * hh + 1)));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
@@ -418,7 +418,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh)
 #pragma unroll
-      for (int ni = 0; ni < 16; ++ni)
+      for (int ni = 0; ni < C::kBlockN / 8; ++ni)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int i = 4 * ni + 2 * hh + e;
@@ -431,7 +431,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   // (2 columns x 2 rows x 2 column halves) is the A fragment's, so a flat copy converts it.
   auto convert_p = [&] {
 #pragma unroll
-    for (int i = 0; i < 64; ++i) tOrP(i) = static_cast<T>(tSrS(i));
+    for (int i = 0; i < 2 * C::kSCols; ++i) tOrP(i) = static_cast<T>(tSrS(i));
   };
   auto rescale_o = [&](const float (&corr)[2]) {
 #pragma unroll
@@ -619,16 +619,6 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 #endif  // LONGATTN_HOPPER_DEVICE
 }
 
-// The scheduling flags: LONGATTN_HOPPER_FWD_FLAGS (an integer, FwdFlags bits) picks a measured
-// alternative; unset = kDefaultFlags. Read once.
-inline int selected_flags() {
-  static const int flags = [] {
-    const char* s = std::getenv("LONGATTN_HOPPER_FWD_FLAGS");
-    return s && *s ? std::atoi(s) : int(kDefaultFlags);
-  }();
-  return flags;
-}
-
 template <class C>
 void launch_config(const FwdParams& p, Stream stream) {
   using T = typename C::T;
@@ -689,7 +679,9 @@ template <DType Dt, int D>
 void launch_forward(const FwdParams& p, Stream stream) {
   using T = typename Elem<Dt>::type;
   if (p.mask.num_items == 0) return;
-  switch (selected_flags()) {
+  // The flags values built (measured against each other, NOTES.md); p.mask must have been
+  // prepared with forward_tile(D), which follows the same flags.
+  switch (forward_flags()) {
     case kDefaultFlags:
       return launch_flags<T, D, kDefaultFlags>(p, stream);
     case 0:
@@ -698,8 +690,12 @@ void launch_forward(const FwdParams& p, Stream stream) {
       return launch_flags<T, D, kOverlap | kPingPong>(p, stream);
     case kOverlap | kPersistent:
       return launch_flags<T, D, kOverlap | kPersistent>(p, stream);
+    case kDefaultFlags | kWide:
+      if constexpr (D == 128) return launch_flags<T, D, kDefaultFlags | kWide>(p, stream);
+      [[fallthrough]];
     default:
-      throw std::runtime_error("flash_hopper: LONGATTN_HOPPER_FWD_FLAGS must be 0, 3, 5 or 7");
+      throw std::runtime_error(
+          "flash_hopper: LONGATTN_HOPPER_FWD_FLAGS must be 0, 3, 5, 7 or 15 (15: head dim 128)");
   }
 }
 
