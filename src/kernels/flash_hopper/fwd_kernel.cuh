@@ -616,6 +616,10 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     }
     epilogue(q0, valid_q, h);
   }
+  // Warpgroup 1 arrived once more on warpgroup 0's turn barrier than warpgroup 0 waited on it
+  // (its first hand-over): take that last turn, so that no barrier is left half-arrived at exit.
+  if constexpr (C::kPingPong)
+    if (cwg == 0) named_sync(kBarTurn + 0, 256);
 #endif  // LONGATTN_HOPPER_DEVICE
 }
 

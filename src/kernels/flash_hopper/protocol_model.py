@@ -91,6 +91,7 @@ def gen_consumer(st, w, units, stages, overlap, pingpong):
                 st.v_empty[rs].arrive(4)
                 rs, rp = adv(rs, rp)
         yield  # epilogue
+    if pingpong and w == 0: yield from named_sync(3)  # the last turn
 
 class St: pass
 def run(units, stages, overlap, pingpong, seed):
@@ -111,6 +112,7 @@ def run(units, stages, overlap, pingpong, seed):
         except StopIteration: alive.remove(a)
         idle += 1
         if idle > 200000: raise RuntimeError(f"deadlock? units={units}")
+    if pingpong: assert all(b.arrived == 0 for b in st.named.values()), "half-arrived barrier"
     return st
 
 for trial in range(int(sys.argv[1]) if len(sys.argv) > 1 else 3000):
