@@ -1,8 +1,9 @@
 // The sm_90a kernels (flash_hopper) against the CPU reference: all 12 static masks x
-// S in {1, 77, 1000, 2049, 4096} x bf16, fp16 x MHA, GQA (head dim 128), forward O and LSE and
-// backward dQ, dK, dV, plus hand-made masks with empty rows and tiles, seqlen_q != seqlen_k,
-// rejected inputs and the benchmark backend's support answers. Built only when the flash_hopper
-// backend is (CUDA architectures with 90a).
+// S in {1, 77, 1000, 2049, 4096} x bf16, fp16 x MHA, GQA, forward O and LSE at head dim 128 and
+// 64 (S up to 2049 at 64), backward dQ, dK, dV at head dim 128, plus hand-made masks with empty
+// rows and tiles, seqlen_q != seqlen_k, rejected inputs and the benchmark backend's support
+// answers. LONGATTN_HOPPER_FWD_FLAGS picks the forward's scheduling variant (fwd_kernel.cuh) for
+// the whole run. Built only when the flash_hopper backend is (CUDA architectures with 90a).
 #include <gtest/gtest.h>
 
 #ifdef LONGATTN_WITH_FLASH_HOPPER
@@ -112,9 +113,10 @@ struct Inputs {
   std::vector<float> q, k, v;  // rounded to dtype
 };
 
-Inputs make_inputs(Index sq, Index sk, int hq, int hkv, flash::DType t, std::uint64_t seed) {
+Inputs make_inputs(Index sq, Index sk, int hq, int hkv, flash::DType t, std::uint64_t seed,
+                   int head_dim = 128) {
   Inputs in;
-  in.shape = {sq, sk, hq, hkv, 128, 0.f};
+  in.shape = {sq, sk, hq, hkv, head_dim, 0.f};
   in.dtype = t;
   auto rounded = [&](std::size_t n, std::uint64_t s) {
     return from_16(to_16(random_normal(n, s), t), t);
@@ -222,13 +224,14 @@ struct Case {
   Index seqlen;
   flash::DType dtype;
   int heads_q, heads_kv;
+  int head_dim = 128;
 };
 
 std::string case_name(const ::testing::TestParamInfo<Case>& i) {
   const Case& c = i.param;
   return std::string(to_string(c.pattern)) + "_S" + std::to_string(c.seqlen) +
          (c.dtype == flash::DType::bf16 ? "_bf16" : "_fp16") + "_H" + std::to_string(c.heads_q) +
-         "x" + std::to_string(c.heads_kv);
+         "x" + std::to_string(c.heads_kv) + (c.head_dim == 128 ? "" : "_D" + std::to_string(c.head_dim));
 }
 
 std::vector<Case> all_cases() {
@@ -244,6 +247,11 @@ std::vector<Case> all_cases() {
           if (s >= 1000 && gqa != bf16) continue;
           cases.push_back({pi.pattern, s, t, s == 4096 && gqa ? 4 : hq, hkv});
         }
+    // Head dim 64: bf16 with GQA, fp16 with MHA, up to 2049.
+    for (Index s : {Index(1), Index(77), Index(1000), Index(2049)}) {
+      cases.push_back({pi.pattern, s, flash::DType::bf16, 6, 2, 64});
+      cases.push_back({pi.pattern, s, flash::DType::fp16, 2, 2, 64});
+    }
   }
   return cases;
 }
@@ -255,7 +263,7 @@ TEST_P(FlashHopperPatterns, ForwardMatchesReference) {
   const Case& c = GetParam();
   const std::uint64_t seed = 2000 + std::uint64_t(c.seqlen) * 31 + std::uint64_t(c.pattern);
   const SliceMask mask = test_mask(c.pattern, c.seqlen, seed);
-  const Inputs in = make_inputs(c.seqlen, c.seqlen, c.heads_q, c.heads_kv, c.dtype, seed);
+  const Inputs in = make_inputs(c.seqlen, c.seqlen, c.heads_q, c.heads_kv, c.dtype, seed, c.head_dim);
   check_against_reference(in, mask, case_name({c, 0}));
 }
 
@@ -269,17 +277,18 @@ TEST(FlashHopperEdges, EmptyRowsAndTiles) {
                            {{100, 128}, {30, 190}, SliceType::causal},
                            {{300, 600}, {450, 600}, SliceType::causal},
                            {{300, 600}, {0, 20}, SliceType::full}});
-  for (flash::DType t : {flash::DType::bf16, flash::DType::fp16}) {
-    const Inputs in = make_inputs(s, s, 4, 2, t, 5);
-    Outputs got;
-    check_against_reference(in, mask, "edges", &got);
-    if (got.o.empty()) continue;
-    for (int h = 0; h < 4; ++h)
-      for (Index i = 128; i < 300; ++i) {
-        EXPECT_TRUE(std::isinf(got.lse[h * s + i]) && got.lse[h * s + i] < 0) << "row " << i;
-        for (int c = 0; c < 128; ++c) EXPECT_EQ(got.o[(i * 4 + h) * 128 + c], 0.f);
-      }
-  }
+  for (int d : {128, 64})
+    for (flash::DType t : {flash::DType::bf16, flash::DType::fp16}) {
+      const Inputs in = make_inputs(s, s, 4, 2, t, 5, d);
+      Outputs got;
+      check_against_reference(in, mask, "edges D" + std::to_string(d), &got);
+      if (got.o.empty()) continue;
+      for (int h = 0; h < 4; ++h)
+        for (Index i = 128; i < 300; ++i) {
+          EXPECT_TRUE(std::isinf(got.lse[h * s + i]) && got.lse[h * s + i] < 0) << "row " << i;
+          for (int c = 0; c < d; ++c) EXPECT_EQ(got.o[(i * 4 + h) * d + c], 0.f);
+        }
+    }
 }
 
 TEST(FlashHopperEdges, RectangularAndRestricted) {
@@ -298,15 +307,17 @@ TEST(FlashHopperEdges, ManyHeadsLongRows) {
   const SliceMask mask(s, {{{0, s}, {0, s}, SliceType::full}});
   const Inputs in = make_inputs(s, s, 16, 2, flash::DType::bf16, 11);
   check_against_reference(in, mask, "full 16:2");
+  const Inputs in64 = make_inputs(s, s, 16, 2, flash::DType::fp16, 12, 64);
+  check_against_reference(in64, mask, "full 16:2 D64");
 }
 
 TEST(FlashHopperEdges, BadInputIsRejected) {
   const SliceMask mask(64, {{{0, 64}, {0, 64}, SliceType::causal}});
-  EXPECT_THROW(flash_hopper::prepare_forward(mask, 64), InputError);
+  EXPECT_THROW(flash_hopper::prepare_forward(mask, 96), InputError);
   flash::FwdParams p;
   p.shape = {64, 64, 3, 2, 128, 0.1f};  // heads_q not a multiple of heads_kv
   EXPECT_THROW(flash_hopper::run_forward(p, nullptr), InputError);
-  p.shape = {64, 64, 4, 2, 64, 0.1f};  // head_dim 64: not yet
+  p.shape = {64, 64, 4, 2, 96, 0.1f};  // head_dim 96: not built
   EXPECT_THROW(flash_hopper::run_forward(p, nullptr), InputError);
 }
 

@@ -4,7 +4,7 @@
 // flash kernels (flash.hpp) but with 128 x 128 tiles (128 query rows, 128-key chunks).
 //
 // Layouts as flash.hpp: Q, O [S][Hq][D]; K, V [S][Hkv][D]; LSE [Hq][S] fp32 natural log; rows
-// without keys give O = 0, LSE = -inf. head_dim 128.
+// without keys give O = 0, LSE = -inf. Forward: head_dim 64 or 128; backward: head_dim 128.
 #include <cstddef>
 
 #include "longattn/kernels/flash.hpp"

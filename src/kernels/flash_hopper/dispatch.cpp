@@ -3,17 +3,28 @@
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
 
+#include <cstdlib>
+
 #include "launch.hpp"
 #include "longattn/error.hpp"
 
 namespace longattn::flash_hopper {
 
-bool supported_head_dim(int head_dim) { return head_dim == 128; }
+bool supported_head_dim(int head_dim) { return head_dim == 64 || head_dim == 128; }
+
+int forward_flags() {
+  static const int flags = [] {
+    const char* s = std::getenv("LONGATTN_HOPPER_FWD_FLAGS");
+    return s && *s ? std::atoi(s) : int(kDefaultFlags);
+  }();
+  return flags;
+}
 
 TileShape forward_tile(int head_dim) {
   if (!supported_head_dim(head_dim))
-    throw InputError(fmt::format("flash_hopper: head_dim {} is not 128", head_dim));
-  return {FwdTile::kRows, FwdTile::kCols};
+    throw InputError(fmt::format("flash_hopper: head_dim {} is not 64 or 128", head_dim));
+  const bool wide = head_dim == 128 && (forward_flags() & kWide);
+  return {FwdTile::kRows, wide ? FwdTile::kWideCols : FwdTile::kCols};
 }
 
 flash::DeviceMask prepare_forward(const SliceMask& m, int head_dim) {
@@ -30,7 +41,7 @@ void run_forward(const FwdParams& p, Stream stream) {
         "flash_hopper forward: heads_q {} must be a positive multiple of heads_kv {}", s.heads_q,
         s.heads_kv));
   if (!supported_head_dim(s.head_dim))
-    throw InputError(fmt::format("flash_hopper forward: head_dim {} is not 128", s.head_dim));
+    throw InputError(fmt::format("flash_hopper forward: head_dim {} is not 64 or 128", s.head_dim));
   if (!(s.scale > 0))
     throw InputError(fmt::format("flash_hopper forward: softmax scale {} must be positive", s.scale));
   if (!p.q || !p.k || !p.v || !p.o || !p.lse || !p.mask.items)
@@ -40,10 +51,11 @@ void run_forward(const FwdParams& p, Stream stream) {
                                  p.mask.num_items));
   if (s.heads_q > 65535)
     throw InputError(fmt::format("flash_hopper forward: {} heads exceed one launch's grid", s.heads_q));
-  if (p.dtype == DType::bf16)
-    launch_forward<DType::bf16, 128>(p, stream);
+  const bool bf16 = p.dtype == DType::bf16;
+  if (s.head_dim == 64)
+    bf16 ? launch_forward<DType::bf16, 64>(p, stream) : launch_forward<DType::fp16, 64>(p, stream);
   else
-    launch_forward<DType::fp16, 128>(p, stream);
+    bf16 ? launch_forward<DType::bf16, 128>(p, stream) : launch_forward<DType::fp16, 128>(p, stream);
 }
 
 TileShape backward_tile(int head_dim) {

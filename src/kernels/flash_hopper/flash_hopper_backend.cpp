@@ -90,7 +90,7 @@ class HopperBackend final : public Backend {
   HopperBackend() {
     caps_.device = Device::gpu;
     caps_.dtypes = {DType::bf16, DType::fp16};
-    caps_.head_dims = {128};
+    caps_.head_dims = {64, 128};
     caps_.gqa = true;
     caps_.forward = true;
     caps_.backward = true;

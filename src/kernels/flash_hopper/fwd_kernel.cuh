@@ -1,9 +1,9 @@
 #pragma once
-// Hopper forward kernel (sm_90a), warp-specialised. One CTA = one 128-row query tile (a work item
-// of the prepared mask, heaviest first) of one head, 3 warpgroups:
-//   warpgroup 0, producer (registers lowered by setmaxnreg): one thread issues TMA loads of Q once
-//     and of each key chunk's K and V (128 keys) into a kStages-deep shared-memory ring; each
-//     buffer has a "full" mbarrier (transaction bytes) and an "empty" mbarrier (consumer warps);
+// Hopper forward kernel (sm_90a), warp-specialised. A CTA runs 128-row query tiles (work items of
+// the prepared mask, heaviest first) of one head at a time with 3 warpgroups:
+//   warpgroup 0, producer (registers lowered by setmaxnreg): one thread issues TMA loads of Q (once
+//     per tile) and of each key chunk's K and V (128 keys) into a kStages-deep shared-memory ring;
+//     each buffer has a "full" mbarrier (transaction bytes) and an "empty" mbarrier (consumer warps);
 //   warpgroups 1, 2, consumers (registers raised): 64 query rows each; S = Q K^T by wgmma with
 //     both operands in shared memory (SS), mask (partial chunks only: per-row bitmask), online
 //     softmax in fp32 log2 units, P converted in registers and O += P V by wgmma with P from
@@ -11,10 +11,23 @@
 // Epilogue: O normalised, written through a swizzled shared tile to global memory row by row
 // (only the tile's own rows), LSE fp32 [Hq][S].
 //
+// Three scheduling features, each a compile-time flag (FwdFlags) so that they can be measured
+// against each other (NOTES.md):
+//   overlap     S(j+1) = Q K(j+1)^T and O += P(j) V(j) are issued together, and the softmax of
+//               chunk j+1 runs while the tensor cores still work on P(j) V(j);
+//   ping-pong   the two consumer warpgroups take turns issuing their GEMMs (named barriers), so
+//               that one's softmax runs under the other's GEMMs;
+//   persistent  one CTA per SM walks (work item, head) units in a snake order; the producer loads
+//               the next unit's Q and first chunks while the consumers finish and store the last.
+//
 // The layouts, descriptors and TMA boxes come from CuTe (CUTLASS headers); the pipeline, masking,
-// softmax and epilogue are longattn's own.
+// softmax, scheduling and epilogue are longattn's own.
 #include <cuda_runtime.h>
 
+// wgmma shapes with N not a power of two (64 x 160 x 16 for the wide chunks) are opt-in in CuTe.
+#ifndef CUTE_SM90_EXTENDED_MMA_SHAPES_ENABLED
+#define CUTE_SM90_EXTENDED_MMA_SHAPES_ENABLED
+#endif
 #include <cute/tensor.hpp>
 #include <cute/arch/copy_sm90_tma.hpp>
 #include <cute/atom/copy_traits_sm90_tma.hpp>
@@ -25,6 +38,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -66,14 +80,38 @@ __device__ __forceinline__ float exp2_approx(float x) {
   return y;
 }
 
-template <class T_, int D, bool kHasPartial_>
+// wgmma.wait_group 0 with a tag that only makes copies of it distinct asm statements.
+template <int kTag>
+__device__ __forceinline__ void wgmma_wait_all() {
+  asm volatile("wgmma.wait_group.sync.aligned 0; // %0" ::"n"(kTag) : "memory");
+}
+
+// Named barriers (bar.sync / bar.arrive); id 0 is __syncthreads'.
+__device__ __forceinline__ void named_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void named_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+enum NamedBarrierId : int {
+  kBarEpilogue = 1,  // + consumer warpgroup: its 64 rows of the O staging tile
+  kBarTurn = 3,      // + consumer warpgroup: its turn to issue GEMMs (ping-pong)
+};
+
+template <class T_, int D, bool kHasPartial_, int kFlags>
 struct Config {
   using T = T_;
   static constexpr int kD = D;
   static constexpr bool kHasPartial = kHasPartial_;
+  static constexpr bool kOverlap = (kFlags & FwdFlags::kOverlap) != 0;
+  static constexpr bool kPingPong = (kFlags & FwdFlags::kPingPong) != 0;
+  static constexpr bool kPersistent = (kFlags & FwdFlags::kPersistent) != 0;
+  static constexpr bool kWide = (kFlags & FwdFlags::kWide) != 0;
   static constexpr int kBlockM = FwdTile::kRows;
-  static constexpr int kBlockN = FwdTile::kCols;
-  static constexpr int kStages = 2;
+  static constexpr int kBlockN = kWide ? FwdTile::kWideCols : FwdTile::kCols;
+  static constexpr int kSCols = kBlockN / 4;  // columns of S per thread (2 rows each)
+  // D = 64 tiles are half the bytes: a deeper ring costs little shared memory.
+  static constexpr int kStages = D == 64 ? 4 : 2;
   static constexpr int kConsumerWGs = kBlockM / 64;
   static constexpr int kThreads = 128 * (kConsumerWGs + 1);
   static constexpr int kConsumerWarps = 4 * kConsumerWGs;
@@ -81,7 +119,9 @@ struct Config {
   static constexpr float kRescaleSlack = 8.f;     // log2 units (see the portable kernel)
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;
-  static_assert(kBlockN == 128 && kWords == 4, "RowBits<4> covers the 16 n8 blocks of S");
+  static_assert(kBlockN % 32 == 0, "RowBits covers whole bitmask words");
+  static_assert(!kWide || D == 128, "wide chunks at head dim 128 only");
+  static_assert(kConsumerWGs == 2, "ping-pong and the barrier ids assume two consumer warpgroups");
 
   using BM = cute::Int<kBlockM>;
   using BN = cute::Int<kBlockN>;
@@ -116,6 +156,7 @@ struct Config {
     cute::array_aligned<T, cute::cosize_v<SmemKV>, 1024> v;
     cute::array_aligned<T, kBlockM * D, 1024> o;  // epilogue staging, 16-byte chunks swizzled
     alignas(16) std::uint64_t q_full;
+    std::uint64_t q_empty;  // both consumer warpgroups issued their last S of the tile
     std::uint64_t k_full[kStages], v_full[kStages];
     std::uint64_t k_empty[kStages], v_empty[kStages];
   };
@@ -142,20 +183,30 @@ struct KernelParams {
   FwdParams p;
 };
 
-// Rows of a tile without any key: O = 0, LSE = -inf (all threads of the CTA).
-template <class C>
-__device__ __forceinline__ void write_empty_tile(const FwdParams& p, int h, int q0, int valid_q) {
-  using T = typename C::T;
-  constexpr int D = C::kD;
-  const std::int64_t q_stride = std::int64_t(p.shape.heads_q) * D;
-  T* go = static_cast<T*>(p.o) + q0 * q_stride + h * D;
-  for (int c = threadIdx.x; c < C::kBlockM * (D / 8); c += C::kThreads) {
-    const int row = c / (D / 8), ch = c % (D / 8);
-    if (row < valid_q)
-      *reinterpret_cast<uint4*>(go + row * q_stride + ch * 8) = make_uint4(0, 0, 0, 0);
+// A ring position: stage and the parity of its current fill.
+template <int kStages>
+struct RingPos {
+  int stage = 0, phase = 0;
+  __device__ __forceinline__ void advance() {
+    if (++stage == kStages) {
+      stage = 0;
+      phase ^= 1;
+    }
   }
-  float* glse = p.lse + std::int64_t(h) * p.shape.seqlen_q + q0;
-  for (int r = threadIdx.x; r < valid_q; r += C::kThreads) glse[r] = -INFINITY;
+};
+
+// Work units are (item, head) pairs, item-major: the heads of one query tile run side by side
+// (a GQA group shares its K and V in L2) and items come heaviest first. A persistent CTA takes
+// every gridDim-th unit in a snake order (even rounds left to right, odd rounds right to left),
+// which evens out the sums of the decreasing item weights; otherwise a CTA runs unit blockIdx.x.
+template <bool kPersistent>
+__device__ __forceinline__ int unit_of_round(int round, int num_units) {
+  if constexpr (kPersistent) {
+    const int g = int(gridDim.x), b = int(blockIdx.x);
+    return round * g + ((round & 1) ? g - 1 - b : b);
+  } else {
+    return round == 0 ? int(blockIdx.x) : num_units;
+  }
 }
 
 template <class C>
@@ -166,6 +217,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   using T = typename C::T;
   using Barrier = cutlass::arch::ClusterBarrier;
   using TxBarrier = cutlass::arch::ClusterTransactionBarrier;
+  using Ring = RingPos<C::kStages>;
   constexpr int D = C::kD;
   constexpr int kStages = C::kStages;
 
@@ -173,22 +225,14 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   auto& ss = *reinterpret_cast<typename C::Shared*>(smem_raw);
 
   const FwdParams& p = kp.p;
-  const int h = blockIdx.x;
-  const int hk = h / (p.shape.heads_q / p.shape.heads_kv);
-  const flash::Item item = flash::load_item(p.mask, blockIdx.y);
-  const int q0 = item.outer_begin;
-  const int valid_q = item.outer_end - item.outer_begin;
-
-  flash::TileCursor<C::kBlockN> cur;
-  cur.init(item);
-  if (cur.done()) {
-    write_empty_tile<C>(p, h, q0, valid_q);
-    return;
-  }
+  const int heads = p.shape.heads_q;
+  const int group = heads / p.shape.heads_kv;
+  const int num_units = p.mask.num_items * heads;
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (threadIdx.x == 0) {
     TxBarrier::init(&ss.q_full, 1);
+    Barrier::init(&ss.q_empty, C::kConsumerWarps);
     for (int s = 0; s < kStages; ++s) {
       TxBarrier::init(&ss.k_full[s], 1);
       TxBarrier::init(&ss.v_full[s], 1);
@@ -216,36 +260,47 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename C::SmemKV{});
     auto tile_q = Shape<Int<C::kBlockM>, Int<D>>{};
     auto tile_kv = Shape<Int<C::kBlockN>, Int<D>>{};
-
-    // Q: rows [q0, q0 + 128) of head h (rows past seqlen_q arrive as zeros).
-    {
-      Tensor gQ = local_tile(domain_offset(make_coord(q0, _0{}), mQ(_, _, h)), tile_q,
-                             make_coord(_0{}, _0{}));
-      auto cta = kp.tma_q.get_slice(_0{});
-      TxBarrier::arrive_and_expect_tx(&ss.q_full, C::kQBytes);
-      copy(kp.tma_q.with(ss.q_full), cta.partition_S(gQ), cta.partition_D(sQ));
-    }
+    auto cta_q = kp.tma_q.get_slice(_0{});
     auto cta_k = kp.tma_k.get_slice(_0{});
     auto cta_v = kp.tma_v.get_slice(_0{});
+    Tensor tQsQ = cta_q.partition_D(sQ);
     Tensor tKsK = cta_k.partition_D(sK);  // (TMA, 1, 1, stage)
     Tensor tVsV = cta_v.partition_D(sV);
-    int stage = 0, phase = 0;
-    for (; !cur.done(); cur.next(p.mask)) {
-      // Keys [pos, pos + 128): a short chunk's extra keys are loaded too (masked by its bits;
-      // past seqlen_k they are zeros).
-      Tensor gK = local_tile(domain_offset(make_coord(cur.pos, _0{}), mK(_, _, hk)), tile_kv,
+    Ring ring;
+    int q_phase = 0;
+    for (int round = 0;; ++round) {
+      const int unit = unit_of_round<C::kPersistent>(round, num_units);
+      if (unit >= num_units) break;
+      const int h = unit % heads, hk = h / group;
+      const flash::Item item = flash::load_item(p.mask, unit / heads);
+      flash::TileCursor<C::kBlockN> cur;
+      cur.init(item);
+      if (cur.done()) continue;  // no key: the consumers write the empty rows alone
+
+      // Q: rows [q0, q0 + 128) of head h (rows past seqlen_q arrive as zeros), once the
+      // consumers issued the previous tile's last S.
+      Tensor gQ = local_tile(domain_offset(make_coord(item.outer_begin, _0{}), mQ(_, _, h)), tile_q,
                              make_coord(_0{}, _0{}));
-      Tensor gV = local_tile(domain_offset(make_coord(cur.pos, _0{}), mV(_, _, hk)), tile_kv,
-                             make_coord(_0{}, _0{}));
-      Barrier::wait(&ss.k_empty[stage], phase ^ 1);
-      TxBarrier::arrive_and_expect_tx(&ss.k_full[stage], C::kKVBytes);
-      copy(kp.tma_k.with(ss.k_full[stage]), cta_k.partition_S(gK), tKsK(_, _, _, stage));
-      Barrier::wait(&ss.v_empty[stage], phase ^ 1);
-      TxBarrier::arrive_and_expect_tx(&ss.v_full[stage], C::kKVBytes);
-      copy(kp.tma_v.with(ss.v_full[stage]), cta_v.partition_S(gV), tVsV(_, _, _, stage));
-      if (++stage == kStages) {
-        stage = 0;
-        phase ^= 1;
+      Barrier::wait(&ss.q_empty, q_phase ^ 1);
+      TxBarrier::arrive_and_expect_tx(&ss.q_full, C::kQBytes);
+      copy(kp.tma_q.with(ss.q_full), cta_q.partition_S(gQ), tQsQ);
+      q_phase ^= 1;
+      for (; !cur.done(); cur.next(p.mask)) {
+        // Keys [pos, pos + 128): a short chunk's extra keys are loaded too (masked by its bits;
+        // past seqlen_k they are zeros).
+        Tensor gK = local_tile(domain_offset(make_coord(cur.pos, _0{}), mK(_, _, hk)), tile_kv,
+                               make_coord(_0{}, _0{}));
+        Tensor gV = local_tile(domain_offset(make_coord(cur.pos, _0{}), mV(_, _, hk)), tile_kv,
+                               make_coord(_0{}, _0{}));
+        Barrier::wait(&ss.k_empty[ring.stage], ring.phase ^ 1);
+        TxBarrier::arrive_and_expect_tx(&ss.k_full[ring.stage], C::kKVBytes);
+        copy(kp.tma_k.with(ss.k_full[ring.stage]), cta_k.partition_S(gK),
+             tKsK(_, _, _, ring.stage));
+        Barrier::wait(&ss.v_empty[ring.stage], ring.phase ^ 1);
+        TxBarrier::arrive_and_expect_tx(&ss.v_full[ring.stage], C::kKVBytes);
+        copy(kp.tma_v.with(ss.v_full[ring.stage]), cta_v.partition_S(gV),
+             tVsV(_, _, _, ring.stage));
+        ring.advance();
       }
     }
     return;
@@ -255,7 +310,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   cutlass::arch::warpgroup_reg_alloc<C::kConsumerRegs>();
   const int ctid = threadIdx.x - 128;         // 0 .. 255
   const int cwg = ctid / 128;                 // consumer warpgroup: rows [64 cwg, 64 cwg + 64)
-  const int g = lane / 4;
+  const int g = lane / 4, tq = lane % 4;
   // This thread's two rows of S and O in the tile (hh = 0, 1): the wgmma accumulator layout.
   const int row0 = 64 * cwg + 16 * ((ctid % 128) / 32) + g;
 
@@ -272,31 +327,30 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   Tensor tSrS = partition_fragment_C(mma_qk, Shape<Int<C::kBlockM>, Int<C::kBlockN>>{});
   Tensor tOrO = partition_fragment_C(mma_pv, Shape<Int<C::kBlockM>, Int<D>>{});
   Tensor tOrP = make_tensor<T>(partition_shape_A(mma_pv, Shape<Int<C::kBlockM>, Int<C::kBlockN>>{}));
-  static_assert(decltype(size(tSrS))::value == 64 && decltype(size(tOrP))::value == 64,
-                "one thread: 2 rows x 32 columns of S, of P");
+  static_assert(decltype(size(tSrS))::value == 2 * C::kSCols &&
+                    decltype(size(tOrP))::value == 2 * C::kSCols,
+                "one thread: 2 rows x kBlockN / 4 columns of S, of P");
   static_assert(decltype(size(tOrO))::value == D / 2, "one thread: 2 rows x D / 4 columns of O");
-  clear(tOrO);
 
   const float sl2 = p.shape.scale * kLog2e;
-  float row_max[2] = {-INFINITY, -INFINITY};
-  float row_sum[2] = {0.f, 0.f};
+  float row_max[2], row_sum[2];
+  float neg_max[2];  // -row_max, 0 while row_max = -inf (the exponentials' shift)
 
-  Barrier::wait(&ss.q_full, 0);
-  int stage = 0, phase = 0;
-  for (; !cur.done();) {
-    const int bits = cur.bits;
-    cur.next(p.mask);
-    const bool partial = C::kHasPartial && bits >= 0;
-    flash::RowBits<C::kWords> rb[2];
-    if (partial) {
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh)
-        rb[hh].load(flash::tile_row_bits<C::kBlockM, C::kWords>(p.mask, bits, row0 + 8 * hh),
-                    lane);
-    }
-
-    // S = Q K^T
-    Barrier::wait(&ss.k_full[stage], phase);
+  // ---- the consumer's steps ------------------------------------------------------------------
+  // Ping-pong: a warpgroup issues its GEMMs only in its turn and hands the turn over right after
+  // issuing (the other's GEMMs then queue behind its own while it runs its softmax).
+  auto turn_begin = [&] {
+    if constexpr (C::kPingPong) named_sync(kBarTurn + cwg, 256);
+  };
+  auto turn_end = [&] {
+    if constexpr (C::kPingPong) named_arrive(kBarTurn + (cwg ^ 1), 256);
+  };
+  auto release = [&](std::uint64_t* bar) {
+    __syncwarp();
+    if (lane == 0) Barrier::arrive(bar);
+  };
+  // S = Q K^T (asynchronous: committed as one wgmma group).
+  auto issue_s = [&](int stage) {
     warpgroup_fence_operand(tSrS);
     warpgroup_arrive();
     mma_qk.accumulate_ = GMMA::ScaleOut::Zero;
@@ -306,69 +360,9 @@ __global__ void __launch_bounds__(C::kThreads, 1)
       mma_qk.accumulate_ = GMMA::ScaleOut::One;
     }
     warpgroup_commit_batch();
-    warpgroup_wait<0>();
-    warpgroup_fence_operand(tSrS);
-    __syncwarp();
-    if (lane == 0) Barrier::arrive(&ss.k_empty[stage]);
-
-    // Mask: element i of the accumulator is row hh = (i / 2) % 2, column 8 (i / 4) + 2 tq + i % 2.
-    if (partial) {
-#pragma unroll
-      for (int i = 0; i < 64; ++i)
-        if (!rb[(i >> 1) & 1].allows(i >> 2, i & 1)) tSrS(i) = -INFINITY;
-    }
-
-    // Online softmax (log2 units). The running maximum moves only when some row of the warp grew
-    // by more than kRescaleSlack; a row with no key so far keeps max -inf and is shifted by 0.
-    float tile_max[2];
-    bool grow = false;
-#pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {
-      float mx = -INFINITY;
-#pragma unroll
-      for (int ni = 0; ni < 16; ++ni)
-        mx = fmaxf(mx, fmaxf(tSrS(4 * ni + 2 * hh), tSrS(4 * ni + 2 * hh + 1)));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      tile_max[hh] = mx * sl2;
-      grow |= tile_max[hh] > row_max[hh] + C::kRescaleSlack;
-    }
-    if (__any_sync(0xffffffffu, grow)) {
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        const float m_new = fmaxf(row_max[hh], tile_max[hh]);
-        const float corr = exp2_approx(row_max[hh] - (m_new == -INFINITY ? 0.f : m_new));
-        row_max[hh] = m_new;
-        row_sum[hh] *= corr;
-#pragma unroll
-        for (int dt = 0; dt < D / 8; ++dt) {
-          tOrO(4 * dt + 2 * hh) *= corr;
-          tOrO(4 * dt + 2 * hh + 1) *= corr;
-        }
-      }
-    }
-#pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {
-      const float m_use = row_max[hh] == -INFINITY ? 0.f : row_max[hh];
-      float sum = 0.f;
-#pragma unroll
-      for (int ni = 0; ni < 16; ++ni)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int i = 4 * ni + 2 * hh + e;
-          const float pv = exp2_approx(fmaf(tSrS(i), sl2, -m_use));
-          tSrS(i) = pv;
-          sum += pv;
-        }
-      row_sum[hh] += sum;
-    }
-    // P in the A-operand register layout: the accumulator's element order within each k16 block
-    // (2 columns x 2 rows x 2 column halves) is the A fragment's, so a flat copy converts it.
-#pragma unroll
-    for (int i = 0; i < 64; ++i) tOrP(i) = static_cast<T>(tSrS(i));
-
-    // O += P V
-    Barrier::wait(&ss.v_full[stage], phase);
+  };
+  // O += P V (asynchronous: one wgmma group; P's registers must stay untouched until it is done).
+  auto issue_pv = [&](int stage) {
     warpgroup_fence_operand(tOrP);
     warpgroup_fence_operand(tOrO);
     warpgroup_arrive();
@@ -377,60 +371,276 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     for (int kb = 0; kb < size<2>(tOrP); ++kb)
       gemm(mma_pv, tOrP(_, _, kb), tOrV(_, _, kb, stage), tOrO);
     warpgroup_commit_batch();
-    warpgroup_wait<0>();
-    warpgroup_fence_operand(tOrO);
-    __syncwarp();
-    if (lane == 0) Barrier::arrive(&ss.v_empty[stage]);
-    if (++stage == kStages) {
-      stage = 0;
-      phase ^= 1;
+  };
+  auto load_bits = [&](int bits, flash::RowBits<C::kWords> (&rb)[2]) {
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh)
+      rb[hh].load(flash::tile_row_bits<C::kBlockM, C::kWords>(p.mask, bits, row0 + 8 * hh), lane);
+  };
+  // Mask (partial chunks), online softmax in log2 units, S := P in fp32. The running maximum
+  // moves only when some row of the warp grew by more than kRescaleSlack; a row with no key so
+  // far keeps max -inf and is shifted by 0. Returns whether O must be scaled by corr
+  // (warp-uniform).
+  auto softmax = [&](bool partial, const flash::RowBits<C::kWords> (&rb)[2], float (&corr)[2]) {
+    // Element i of the accumulator is row hh = (i / 2) % 2, column 8 (i / 4) + 2 tq + i % 2.
+    if (partial) {
+#pragma unroll
+      for (int i = 0; i < 2 * C::kSCols; ++i)
+        if (!rb[(i >> 1) & 1].allows(i >> 2, i & 1)) tSrS(i) = -INFINITY;
     }
-  }
+    float tile_max[2];
+    bool grow = false;
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int ni = 0; ni < C::kBlockN / 8; ++ni)
+        mx = fmaxf(mx, fmaxf(tSrS(4 * ni + 2 * hh), tSrS(4 * ni + 2 * hh + 1)));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      tile_max[hh] = mx * sl2;
+      grow |= tile_max[hh] > row_max[hh] + C::kRescaleSlack;
+    }
+    const bool rescale = __any_sync(0xffffffffu, grow);
+    if (rescale) {
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const float m_new = fmaxf(row_max[hh], tile_max[hh]);
+        corr[hh] = exp2_approx(row_max[hh] - (m_new == -INFINITY ? 0.f : m_new));
+        row_max[hh] = m_new;
+        neg_max[hh] = m_new == -INFINITY ? 0.f : -m_new;
+        row_sum[hh] *= corr[hh];
+      }
+    }
+    // In place, summed straight into row_sum: no new register is needed here. (With a
+    // temporary, ptxas tends to take one of P's registers, still read by the P V in flight, and
+    // then has to put the wait for that P V above the exponentials.)
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh)
+#pragma unroll
+      for (int ni = 0; ni < C::kBlockN / 8; ++ni)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int i = 4 * ni + 2 * hh + e;
+          tSrS(i) = exp2_approx(fmaf(tSrS(i), sl2, neg_max[hh]));
+          row_sum[hh] += tSrS(i);
+        }
+    return rescale;
+  };
+  // P in the A-operand register layout: the accumulator's element order within each k16 block
+  // (2 columns x 2 rows x 2 column halves) is the A fragment's, so a flat copy converts it.
+  auto convert_p = [&] {
+#pragma unroll
+    for (int i = 0; i < 2 * C::kSCols; ++i) tOrP(i) = static_cast<T>(tSrS(i));
+  };
+  auto rescale_o = [&](const float (&corr)[2]) {
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh)
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt) {
+        tOrO(4 * dt + 2 * hh) *= corr[hh];
+        tOrO(4 * dt + 2 * hh + 1) *= corr[hh];
+      }
+  };
 
-  // ---- epilogue ----------------------------------------------------------------------------------
-  const std::int64_t q_stride = std::int64_t(p.shape.heads_q) * D;
-  float* glse = p.lse + std::int64_t(h) * p.shape.seqlen_q + q0;
-  T* so = ss.o.data();
-  const int tq = lane % 4;
-#pragma unroll
-  for (int hh = 0; hh < 2; ++hh) {
-    float l = row_sum[hh];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    const float inv = l > 0.f ? 1.f / l : 0.f;
-    const int row = row0 + 8 * hh;
-    if (tq == 0 && row < valid_q)
-      glse[row] = l > 0.f ? (row_max[hh] + log2f(l)) * kLn2 : -INFINITY;
-    // Columns 8 dt + 2 tq + {0, 1}; 16-byte chunk dt of the row stored at chunk dt ^ (row % 8).
-#pragma unroll
-    for (int dt = 0; dt < D / 8; ++dt) {
-      const T lo = static_cast<T>(tOrO(4 * dt + 2 * hh) * inv);
-      const T hi = static_cast<T>(tOrO(4 * dt + 2 * hh + 1) * inv);
-      std::uint32_t packed = std::uint32_t(reinterpret_cast<const std::uint16_t&>(lo)) |
-                             (std::uint32_t(reinterpret_cast<const std::uint16_t&>(hi)) << 16);
-      *reinterpret_cast<std::uint32_t*>(so + row * D + ((dt ^ (row & 7)) * 8) + 2 * tq) = packed;
+  // Rows of this warpgroup's half of a tile without any key: O = 0, LSE = -inf.
+  auto write_empty_rows = [&](int q0, int valid_q, int h) {
+    const std::int64_t q_stride = std::int64_t(heads) * D;
+    T* go = static_cast<T*>(p.o) + q0 * q_stride + h * D;
+    for (int c = ctid % 128; c < 64 * (D / 8); c += 128) {
+      const int row = 64 * cwg + c / (D / 8), ch = c % (D / 8);
+      if (row < valid_q)
+        *reinterpret_cast<uint4*>(go + row * q_stride + ch * 8) = make_uint4(0, 0, 0, 0);
     }
+    float* glse = p.lse + std::int64_t(h) * p.shape.seqlen_q + q0;
+    const int row = 64 * cwg + ctid % 128;
+    if (ctid % 128 < 64 && row < valid_q) glse[row] = -INFINITY;
+  };
+
+  // O / l and LSE of this warpgroup's 64 rows, through its half of the staging tile.
+  auto epilogue = [&](int q0, int valid_q, int h) {
+    const std::int64_t q_stride = std::int64_t(heads) * D;
+    float* glse = p.lse + std::int64_t(h) * p.shape.seqlen_q + q0;
+    T* so = ss.o.data();
+    // The previous tile's rows must be out of the staging tile before they are overwritten.
+    if constexpr (C::kPersistent) named_sync(kBarEpilogue + cwg, 128);
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      float l = row_sum[hh];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const float inv = l > 0.f ? 1.f / l : 0.f;
+      const int row = row0 + 8 * hh;
+      if (tq == 0 && row < valid_q)
+        glse[row] = l > 0.f ? (row_max[hh] + log2f(l)) * kLn2 : -INFINITY;
+      // Columns 8 dt + 2 tq + {0, 1}; 16-byte chunk dt of the row stored at chunk dt ^ (row % 8).
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt) {
+        const T lo = static_cast<T>(tOrO(4 * dt + 2 * hh) * inv);
+        const T hi = static_cast<T>(tOrO(4 * dt + 2 * hh + 1) * inv);
+        std::uint32_t packed = std::uint32_t(reinterpret_cast<const std::uint16_t&>(lo)) |
+                               (std::uint32_t(reinterpret_cast<const std::uint16_t&>(hi)) << 16);
+        *reinterpret_cast<std::uint32_t*>(so + row * D + ((dt ^ (row & 7)) * 8) + 2 * tq) = packed;
+      }
+    }
+    named_sync(kBarEpilogue + cwg, 128);  // this warpgroup's 64 rows are staged
+    T* go = static_cast<T*>(p.o) + q0 * q_stride + h * D;
+    constexpr int kChunks = D / 8;  // 16-byte chunks per row
+    for (int c = ctid % 128; c < 64 * kChunks; c += 128) {
+      const int row = 64 * cwg + c / kChunks, ch = c % kChunks;
+      if (row < valid_q)
+        *reinterpret_cast<uint4*>(go + row * q_stride + ch * 8) =
+            *reinterpret_cast<const uint4*>(so + row * D + ((ch ^ (row & 7)) * 8));
+    }
+  };
+
+  // ---- the consumer's loop over units ----------------------------------------------------------
+  if constexpr (C::kPingPong)
+    if (cwg == 1) named_arrive(kBarTurn + 0, 256);  // warpgroup 0 has the first turn
+  Ring ring;
+  int q_phase = 0;
+  for (int round = 0;; ++round) {
+    const int unit = unit_of_round<C::kPersistent>(round, num_units);
+    if (unit >= num_units) break;
+    const int h = unit % heads;
+    const flash::Item item = flash::load_item(p.mask, unit / heads);
+    const int q0 = item.outer_begin;
+    const int valid_q = item.outer_end - item.outer_begin;
+    flash::TileCursor<C::kBlockN> cur;
+    cur.init(item);
+    if (cur.done()) {
+      write_empty_rows(q0, valid_q, h);
+      continue;
+    }
+
+    clear(tOrO);
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      row_max[hh] = -INFINITY;
+      row_sum[hh] = 0.f;
+      neg_max[hh] = 0.f;
+    }
+    Barrier::wait(&ss.q_full, q_phase);
+    q_phase ^= 1;
+    flash::RowBits<C::kWords> rb[2];
+    float corr[2];
+
+    if constexpr (C::kOverlap) {
+      // Chunk 0: S alone.
+      int bits = cur.bits;
+      cur.next(p.mask);
+      bool partial = C::kHasPartial && bits >= 0;
+      if (partial) load_bits(bits, rb);
+      Ring kv = ring;  // the chunk whose S is computed
+      Barrier::wait(&ss.k_full[kv.stage], kv.phase);
+      turn_begin();
+      issue_s(kv.stage);
+      turn_end();
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(tSrS);
+      release(&ss.k_empty[kv.stage]);
+      if (cur.done()) release(&ss.q_empty);
+      softmax(partial, rb, corr);  // O is still 0: no rescale needed
+      convert_p();
+      Ring pv = kv;  // the chunk whose P V is computed
+      kv.advance();
+      // Chunk j >= 1: S(j) and P(j-1) V(j-1) in one turn; the softmax of j runs while the
+      // tensor cores finish P(j-1) V(j-1).
+      while (!cur.done()) {
+        bits = cur.bits;
+        cur.next(p.mask);
+        partial = C::kHasPartial && bits >= 0;
+        if (partial) load_bits(bits, rb);
+        Barrier::wait(&ss.k_full[kv.stage], kv.phase);
+        Barrier::wait(&ss.v_full[pv.stage], pv.phase);
+        turn_begin();
+        issue_s(kv.stage);
+        issue_pv(pv.stage);
+        turn_end();
+        warpgroup_wait<1>();  // S(j) done, P(j-1) V(j-1) may still run
+        warpgroup_fence_operand(tSrS);
+        release(&ss.k_empty[kv.stage]);
+        if (cur.done()) release(&ss.q_empty);
+        const bool rescale = softmax(partial, rb, corr);
+        // The wait for P(j-1) V(j-1) in a basic block of its own (behind a branch that every
+        // thread takes alike, scale > 0, between two distinct copies that are not merged back):
+        // otherwise ptxas hoists it above the softmax's exponentials, which then no longer
+        // overlap the P V in flight. (A per-warp condition such as `rescale` would not do: the
+        // whole warpgroup must execute the same wait_group instruction.)
+        if (p.shape.scale > 0.f)
+          wgmma_wait_all<0>();
+        else
+          wgmma_wait_all<1>();
+        warpgroup_fence_operand(tOrO);
+        warpgroup_fence_operand(tOrP);
+        release(&ss.v_empty[pv.stage]);
+        if (rescale) rescale_o(corr);
+        convert_p();
+        pv = kv;
+        kv.advance();
+      }
+      // The last P V.
+      Barrier::wait(&ss.v_full[pv.stage], pv.phase);
+      turn_begin();
+      issue_pv(pv.stage);
+      turn_end();
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(tOrO);
+      release(&ss.v_empty[pv.stage]);
+      ring = kv;
+    } else {
+      while (!cur.done()) {
+        const int bits = cur.bits;
+        cur.next(p.mask);
+        const bool partial = C::kHasPartial && bits >= 0;
+        if (partial) load_bits(bits, rb);
+        Barrier::wait(&ss.k_full[ring.stage], ring.phase);
+        turn_begin();
+        issue_s(ring.stage);
+        turn_end();
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tSrS);
+        release(&ss.k_empty[ring.stage]);
+        if (cur.done()) release(&ss.q_empty);
+        if (softmax(partial, rb, corr)) rescale_o(corr);
+        convert_p();
+        Barrier::wait(&ss.v_full[ring.stage], ring.phase);
+        turn_begin();
+        issue_pv(ring.stage);
+        turn_end();
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(tOrO);
+        release(&ss.v_empty[ring.stage]);
+        ring.advance();
+      }
+    }
+    epilogue(q0, valid_q, h);
   }
-  cutlass::arch::NamedBarrier::sync(128, 1 + cwg);  // this warpgroup's 64 rows are staged
-  T* go = static_cast<T*>(p.o) + q0 * q_stride + h * D;
-  constexpr int kChunks = D / 8;  // 16-byte chunks per row
-  for (int c = ctid % 128; c < 64 * kChunks; c += 128) {
-    const int row = 64 * cwg + c / kChunks, ch = c % kChunks;
-    if (row < valid_q)
-      *reinterpret_cast<uint4*>(go + row * q_stride + ch * 8) =
-          *reinterpret_cast<const uint4*>(so + row * D + ((ch ^ (row & 7)) * 8));
-  }
+  // Warpgroup 1 arrived once more on warpgroup 0's turn barrier than warpgroup 0 waited on it
+  // (its first hand-over): take that last turn, so that no barrier is left half-arrived at exit.
+  if constexpr (C::kPingPong)
+    if (cwg == 0) named_sync(kBarTurn + 0, 256);
 #endif  // LONGATTN_HOPPER_DEVICE
 }
 
-template <DType Dt, int D>
-void launch_forward(const FwdParams& p, Stream stream) {
-  using T = typename Elem<Dt>::type;
-  if (p.mask.num_items == 0) return;
-  auto launch = [&](auto has_partial) {
-    using C = Config<T, D, decltype(has_partial)::value>;
-    using namespace cute;
-    KernelParams<C> kp{};
+template <class C>
+void launch_config(const FwdParams& p, Stream stream) {
+  using T = typename C::T;
+  constexpr int D = C::kD;
+  using namespace cute;
+  // The TMA descriptors (host-side encodes, microseconds) are rebuilt only when the tensors or
+  // their shapes change; the SM count is read with them.
+  struct Key {
+    const void *q = nullptr, *k = nullptr, *v = nullptr;
+    int seqlen_q = 0, seqlen_k = 0, heads_q = 0, heads_kv = 0, device = -1;
+    bool operator==(const Key&) const = default;
+  };
+  static thread_local Key cached_key;
+  static thread_local KernelParams<C> kp{};
+  static thread_local int num_sms = 0;
+  Key key{p.q, p.k, p.v, p.shape.seqlen_q, p.shape.seqlen_k, p.shape.heads_q, p.shape.heads_kv, 0};
+  check_cuda(cudaGetDevice(&key.device), "cudaGetDevice");
+  if (!(key == cached_key)) {
     auto gmem = [&](const void* ptr, int seqlen, int heads) {
       return make_tensor(make_gmem_ptr(static_cast<const T*>(ptr)),
                          make_shape(seqlen, Int<D>{}, heads),
@@ -444,19 +654,53 @@ void launch_forward(const FwdParams& p, Stream stream) {
     kp.tma_v = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.v, p.shape.seqlen_k, p.shape.heads_kv),
                              take<0, 2>(typename C::SmemKV{}), Shape<Int<C::kBlockN>, Int<D>>{},
                              _1{});
-    kp.p = p;
-    auto* kernel = &flash_hopper_fwd_kernel<C>;
-    static const cudaError_t attr =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem);
-    check_cuda(attr, "cudaFuncSetAttribute(max dynamic shared memory)");
-    const dim3 grid(unsigned(p.shape.heads_q), unsigned(p.mask.num_items));
-    kernel<<<grid, C::kThreads, C::kSmem, stream>>>(kp);
-    check_cuda(cudaGetLastError(), "forward launch");
-  };
+    check_cuda(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, key.device),
+               "SM count");
+    cached_key = key;
+  }
+  kp.p = p;
+  auto* kernel = &flash_hopper_fwd_kernel<C>;
+  static const cudaError_t attr =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem);
+  check_cuda(attr, "cudaFuncSetAttribute(max dynamic shared memory)");
+  const std::int64_t units = std::int64_t(p.mask.num_items) * p.shape.heads_q;
+  if (units > std::int64_t(INT32_MAX))
+    throw std::runtime_error("flash_hopper: too many (query tile, head) units for one launch");
+  const int grid = C::kPersistent ? int(std::min<std::int64_t>(units, num_sms)) : int(units);
+  kernel<<<grid, C::kThreads, C::kSmem, stream>>>(kp);
+  check_cuda(cudaGetLastError(), "forward launch");
+}
+
+template <class T, int D, int kFlags>
+void launch_flags(const FwdParams& p, Stream stream) {
   if (p.mask.has_partial)
-    launch(std::true_type{});
+    launch_config<Config<T, D, true, kFlags>>(p, stream);
   else
-    launch(std::false_type{});
+    launch_config<Config<T, D, false, kFlags>>(p, stream);
+}
+
+template <DType Dt, int D>
+void launch_forward(const FwdParams& p, Stream stream) {
+  using T = typename Elem<Dt>::type;
+  if (p.mask.num_items == 0) return;
+  // The flags values built (measured against each other, NOTES.md); p.mask must have been
+  // prepared with forward_tile(D), which follows the same flags.
+  switch (forward_flags()) {
+    case kDefaultFlags:
+      return launch_flags<T, D, kDefaultFlags>(p, stream);
+    case 0:
+      return launch_flags<T, D, 0>(p, stream);
+    case kOverlap | kPingPong:
+      return launch_flags<T, D, kOverlap | kPingPong>(p, stream);
+    case kOverlap | kPersistent:
+      return launch_flags<T, D, kOverlap | kPersistent>(p, stream);
+    case kDefaultFlags | kWide:
+      if constexpr (D == 128) return launch_flags<T, D, kDefaultFlags | kWide>(p, stream);
+      [[fallthrough]];
+    default:
+      throw std::runtime_error(
+          "flash_hopper: LONGATTN_HOPPER_FWD_FLAGS must be 0, 3, 5, 7 or 15 (15: head dim 128)");
+  }
 }
 
 }  // namespace longattn::flash_hopper

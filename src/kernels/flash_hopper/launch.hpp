@@ -11,10 +11,24 @@ void launch_forward(const FwdParams& p, Stream stream);
 template <DType Dt, int D>
 void launch_backward(const flash::BwdParams& p, Stream stream);
 
+// Scheduling and tile features of the forward kernel (fwd_kernel.cuh), as bits.
+enum FwdFlags : int {
+  kOverlap = 1,     // S(j) and P(j-1) V(j-1) issued together, softmax under the P V
+  kPingPong = 2,    // the consumer warpgroups take turns issuing GEMMs
+  kPersistent = 4,  // one CTA per SM over (tile, head) units
+  kWide = 8,        // 160-key chunks at head dim 128 (FwdTile::kWideCols)
+};
+constexpr int kDefaultFlags = kOverlap | kPingPong | kPersistent;
+
+// LONGATTN_HOPPER_FWD_FLAGS (an integer of FwdFlags bits) or kDefaultFlags; read once. The
+// planning (forward_tile) and the launch both follow it.
+int forward_flags();
+
 // Tile shape shared by the kernel and the host-side planning.
 struct FwdTile {
-  static constexpr int kRows = 128;  // queries per CTA: 2 consumer warpgroups x 64 rows
-  static constexpr int kCols = 128;  // keys per chunk (one wgmma N)
+  static constexpr int kRows = 128;      // queries per CTA: 2 consumer warpgroups x 64 rows
+  static constexpr int kCols = 128;      // keys per chunk (one wgmma N)
+  static constexpr int kWideCols = 160;  // keys per chunk with kWide
 };
 
 // Backward tile shape: the portable backward's (flash::backward_tile), so that its key-major
