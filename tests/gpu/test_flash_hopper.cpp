@@ -337,6 +337,14 @@ TEST(FlashHopperBackend, RunsBothDirections) {
     p.direction = d;
     if (hopper_present()) EXPECT_FALSE(bench::check_support(*b, p).has_value());
   }
+  // Head dim 64: forward yes, backward (128 only) with its reason.
+  p.shape.head_dim = 64;
+  p.direction = bench::Direction::fwd;
+  if (hopper_present()) EXPECT_FALSE(bench::check_support(*b, p).has_value());
+  p.direction = bench::Direction::fwdbwd;
+  const auto why = bench::check_support(*b, p);
+  ASSERT_TRUE(why.has_value());
+  EXPECT_NE(why->find("head_dim 128 only"), std::string::npos) << *why;
 }
 
 // ---- backward ---------------------------------------------------------------------------------

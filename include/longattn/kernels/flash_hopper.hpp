@@ -17,7 +17,8 @@ using flash::Stream;
 
 // The tile shape the kernel is compiled for (p.mask of run_forward must be prepared with it).
 TileShape forward_tile(int head_dim);
-bool supported_head_dim(int head_dim);
+bool supported_head_dim(int head_dim);           // forward
+bool supported_backward_head_dim(int head_dim);  // backward
 
 // The forward's prepared mask on the device (query-major, forward_tile(head_dim)).
 flash::DeviceMask prepare_forward(const SliceMask& m, int head_dim);

@@ -11,6 +11,7 @@
 namespace longattn::flash_hopper {
 
 bool supported_head_dim(int head_dim) { return head_dim == 64 || head_dim == 128; }
+bool supported_backward_head_dim(int head_dim) { return head_dim == 128; }
 
 int forward_flags() {
   static const int flags = [] {
@@ -59,7 +60,7 @@ void run_forward(const FwdParams& p, Stream stream) {
 }
 
 TileShape backward_tile(int head_dim) {
-  if (!supported_head_dim(head_dim))
+  if (!supported_backward_head_dim(head_dim))
     throw InputError(fmt::format("flash_hopper: head_dim {} is not 128", head_dim));
   return {BwdTile::kRows, BwdTile::kCols};
 }
@@ -101,7 +102,7 @@ void run_backward(const BwdParams& p, Stream stream) {
     throw InputError(fmt::format(
         "flash_hopper backward: heads_q {} must be a positive multiple of heads_kv {}",
         s.heads_q, s.heads_kv));
-  if (!supported_head_dim(s.head_dim))
+  if (!supported_backward_head_dim(s.head_dim))
     throw InputError(fmt::format("flash_hopper backward: head_dim {} is not 128", s.head_dim));
   if (!(s.scale > 0))
     throw InputError(
