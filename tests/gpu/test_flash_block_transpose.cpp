@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "flash_test_support.hpp"
 #include "flash/block_transpose.hpp"
 #include "longattn/error.hpp"
 #include "longattn/patterns.hpp"
@@ -15,21 +16,7 @@
 namespace longattn {
 namespace {
 
-bool gpu_present() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
-
-// Device memory owned by the test.
-struct DevBuf {
-  void* p = nullptr;
-  explicit DevBuf(std::size_t bytes) { EXPECT_EQ(cudaMalloc(&p, std::max<std::size_t>(bytes, 16)), cudaSuccess); }
-  ~DevBuf() { cudaFree(p); }
-  DevBuf(const DevBuf&) = delete;
-  DevBuf& operator=(const DevBuf&) = delete;
-  template <class T>
-  T* as() const { return static_cast<T*>(p); }
-};
+using namespace gpu_test;
 
 // All heads' lists in one CSR, head after head (block_transpose.hpp's stacked form).
 struct Stacked {

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "flash_test_support.hpp"
 #include "longattn/bench/backend.hpp"
 #include "longattn/error.hpp"
 #include "longattn/kernels/flash_hopper.hpp"
@@ -29,83 +30,7 @@
 namespace longattn {
 namespace {
 
-void cuda_ok(cudaError_t e, const char* what) {
-  ASSERT_EQ(e, cudaSuccess) << what << ": " << cudaGetErrorString(e);
-}
-
-struct DevBuf {
-  void* p = nullptr;
-  explicit DevBuf(std::size_t bytes) {
-    if (cudaMalloc(&p, std::max<std::size_t>(bytes, 16)) != cudaSuccess) p = nullptr;
-  }
-  ~DevBuf() { cudaFree(p); }
-  DevBuf(const DevBuf&) = delete;
-  DevBuf& operator=(const DevBuf&) = delete;
-};
-
-// An sm_90 device (the kernel is compiled for sm_90a only).
-bool hopper_present() {
-  int n = 0, major = 0, minor = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) return false;
-  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0);
-  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0);
-  return major == 9 && minor == 0;
-}
-
-std::vector<std::uint16_t> to_16(const std::vector<float>& x, flash::DType t) {
-  std::vector<std::uint16_t> out(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    if (t == flash::DType::bf16) {
-      const __nv_bfloat16 v = __float2bfloat16(x[i]);
-      std::memcpy(&out[i], &v, 2);
-    } else {
-      const __half v = __float2half(x[i]);
-      std::memcpy(&out[i], &v, 2);
-    }
-  }
-  return out;
-}
-std::vector<float> from_16(const std::vector<std::uint16_t>& x, flash::DType t) {
-  std::vector<float> out(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    if (t == flash::DType::bf16) {
-      __nv_bfloat16_raw r;
-      r.x = x[i];
-      out[i] = __bfloat162float(__nv_bfloat16(r));
-    } else {
-      __half_raw r;
-      r.x = x[i];
-      out[i] = __half2float(__half(r));
-    }
-  }
-  return out;
-}
-
-std::vector<float> random_normal(std::size_t n, std::uint64_t seed) {
-  std::mt19937_64 gen(seed);
-  std::normal_distribution<float> d(0.f, 1.f);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(gen);
-  return v;
-}
-
-// ||x - ref|| <= rtol ||ref|| + atol sqrt(n), no NaN or inf.
-void compare(const std::vector<float>& x, const std::vector<float>& ref, double rtol, double atol,
-             const std::string& what) {
-  double diff = 0, norm = 0;
-  std::size_t bad = 0;
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    if (!std::isfinite(x[i])) ++bad;
-    const double d = double(x[i]) - double(ref[i]);
-    diff += d * d;
-    norm += double(ref[i]) * ref[i];
-  }
-  diff = std::sqrt(diff);
-  norm = std::sqrt(norm);
-  EXPECT_EQ(bad, 0u) << what << ": NaN or inf in the kernel's output";
-  EXPECT_LE(diff, rtol * norm + atol * std::sqrt(double(x.size())))
-      << what << ": ||x - ref|| = " << diff << ", ||ref|| = " << norm;
-}
+using namespace gpu_test;
 
 struct Inputs {
   AttentionShape shape;
@@ -192,31 +117,6 @@ void check_against_reference(const Inputs& in, const SliceMask& mask, const std:
   }
   EXPECT_EQ(bad_lse, 0) << what << ": LSE mismatches";
   if (got_out) *got_out = std::move(got);
-}
-
-std::vector<Index> test_documents(Index s, std::uint64_t seed) {
-  std::mt19937_64 gen(seed);
-  std::vector<Index> lens;
-  for (Index filled = 0; filled < s;) {
-    std::uniform_int_distribution<Index> pick(1, std::max<Index>(1, s / 3));
-    const Index len = std::min<Index>(s - filled, pick(gen));
-    lens.push_back(len);
-    filled += len;
-  }
-  return lens;
-}
-
-SliceMask test_mask(Pattern p, Index s, std::uint64_t seed) {
-  MaskSpec spec;
-  spec.pattern = p;
-  spec.seqlen = s;
-  spec.seed = seed;
-  spec.params.window = std::max<Index>(1, s / 7);  // a band narrower than a tile at small S
-  spec.params.global = std::min<Index>(s, 37);
-  spec.params.block = 48;  // block_causal_document: blocks that straddle tiles
-  if (info(p).uses_documents && p != Pattern::block_causal_document)
-    spec.params.doc_lens = test_documents(s, seed + 17);
-  return std::get<SliceMask>(make_mask(spec).mask);
 }
 
 struct Case {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "flash_test_support.hpp"
 #include "longattn/error.hpp"
 #include "longattn/kernels/flash.hpp"
 #include "longattn/patterns.hpp"
@@ -23,43 +24,7 @@
 namespace longattn {
 namespace {
 
-bool gpu_present() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
-
-struct DevBuf {
-  void* p = nullptr;
-  explicit DevBuf(std::size_t bytes) {
-    EXPECT_EQ(cudaMalloc(&p, std::max<std::size_t>(bytes, 16)), cudaSuccess);
-  }
-  ~DevBuf() { cudaFree(p); }
-  DevBuf(const DevBuf&) = delete;
-  DevBuf& operator=(const DevBuf&) = delete;
-};
-
-// bf16 / fp16 bits of x, and back: the reference sees exactly the kernel's inputs.
-std::uint16_t to_16(float x, flash::DType t) {
-  std::uint16_t r;
-  if (t == flash::DType::bf16) {
-    const __nv_bfloat16 v = __float2bfloat16(x);
-    std::memcpy(&r, &v, 2);
-  } else {
-    const __half v = __float2half(x);
-    std::memcpy(&r, &v, 2);
-  }
-  return r;
-}
-float from_16(std::uint16_t x, flash::DType t) {
-  if (t == flash::DType::bf16) {
-    __nv_bfloat16_raw r;
-    r.x = x;
-    return __bfloat162float(__nv_bfloat16(r));
-  }
-  __half_raw r;
-  r.x = x;
-  return __half2float(__half(r));
-}
+using namespace gpu_test;
 
 struct Tensor16 {
   std::vector<float> host;  // the values, exactly representable in the 16-bit type
@@ -82,21 +47,6 @@ std::vector<float> download16(const DevBuf& b, std::size_t n, flash::DType t) {
   std::vector<float> out(n);
   for (std::size_t i = 0; i < n; ++i) out[i] = from_16(bits[i], t);
   return out;
-}
-
-// ||x - ref|| <= rtol ||ref|| + atol sqrt(n), no NaN or inf.
-void compare(const std::vector<float>& x, const std::vector<float>& ref, double rtol, double atol,
-             const std::string& what) {
-  double diff = 0, norm = 0;
-  bool finite = true;
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    finite = finite && std::isfinite(x[i]);
-    diff += (double(x[i]) - ref[i]) * (double(x[i]) - ref[i]);
-    norm += double(ref[i]) * ref[i];
-  }
-  EXPECT_TRUE(finite) << what << ": NaN or inf";
-  EXPECT_LE(std::sqrt(diff), rtol * std::sqrt(norm) + atol * std::sqrt(double(x.size())))
-      << what << ": ||x - ref|| = " << std::sqrt(diff) << ", ||ref|| = " << std::sqrt(norm);
 }
 
 struct Case {
