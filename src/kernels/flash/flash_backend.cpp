@@ -7,22 +7,18 @@
 
 #include <memory>
 
+#include "device_memory.hpp"
+#include "flash/flash_tensors.hpp"
 #include "longattn/bench/backend.hpp"
 #include "longattn/kernels/flash.hpp"
 
 namespace longattn::bench {
 namespace {
 
-flash::DType flash_dtype(DType t) {
-  return t == DType::bf16 ? flash::DType::bf16 : flash::DType::fp16;
-}
-
 class FlashPlan final : public Plan {
  public:
   FlashPlan(const Problem& p, bool deterministic) : deterministic_(deterministic) {
-    const AttentionShape& s = p.shape;
-    shape_ = {std::int32_t(s.seqlen_q), std::int32_t(s.seqlen_k), s.heads_q, s.heads_kv,
-              s.head_dim, s.softmax_scale()};
+    shape_ = flash_shape(p.shape);
     dtype_ = flash_dtype(p.dtype);
     const bool backward = runs_backward(p.direction);
     try {
@@ -34,54 +30,18 @@ class FlashPlan final : public Plan {
     } catch (const flash::DeviceOutOfMemory& e) {
       throw OutOfMemory(e.what());
     }
-    if (backward) {
-      const std::size_t bytes = plan_.workspace_bytes;
-      if (const cudaError_t e = cudaMalloc(&workspace_, bytes); e != cudaSuccess) {
-        (void)cudaGetLastError();
-        workspace_ = nullptr;
-        const std::string msg = fmt::format("flash: {} bytes of backward workspace: {}", bytes,
-                                            cudaGetErrorString(e));
-        if (e == cudaErrorMemoryAllocation) throw OutOfMemory(msg);
-        throw std::runtime_error(msg);
-      }
-    }
+    if (backward) workspace_ = DeviceBuffer(plan_.workspace_bytes, "flash: backward workspace");
   }
-  ~FlashPlan() override {
-    if (workspace_) cudaFree(workspace_);
-  }
-  FlashPlan(const FlashPlan&) = delete;
-  FlashPlan& operator=(const FlashPlan&) = delete;
 
   void forward(const Tensors& t, Stream stream) override {
-    flash::FwdParams p;
-    p.shape = shape_;
-    p.dtype = dtype_;
-    p.q = t.q;
-    p.k = t.k;
-    p.v = t.v;
-    p.o = t.o;
-    p.lse = t.lse;
-    p.mask = plan_.fwd.view();
+    flash::FwdParams p = forward_params(shape_, dtype_, t, plan_.fwd.view());
     p.tile_rows = plan_.fwd.shape().rows;
     flash::run_forward(p, stream);
   }
 
   void backward(const Tensors& t, Stream stream) override {
-    flash::BwdParams p;
-    p.shape = shape_;
-    p.dtype = dtype_;
+    flash::BwdParams p = backward_params(shape_, dtype_, t, workspace_.get(), plan_.bwd.view());
     p.deterministic = deterministic_;
-    p.q = t.q;
-    p.k = t.k;
-    p.v = t.v;
-    p.o = t.o;
-    p.lse = t.lse;
-    p.d_o = t.d_o;
-    p.dq = t.dq;
-    p.dk = t.dk;
-    p.dv = t.dv;
-    p.workspace = workspace_;
-    p.mask = plan_.bwd.view();
     p.dq_mask = plan_.dq.view();
     flash::run_backward(p, stream);
   }
@@ -94,7 +54,7 @@ class FlashPlan final : public Plan {
   flash::DType dtype_ = flash::DType::bf16;
   bool deterministic_ = false;
   flash::Plan plan_;
-  void* workspace_ = nullptr;
+  DeviceBuffer workspace_;
 };
 
 class FlashBackend final : public Backend {

@@ -8,6 +8,8 @@
 
 #include <memory>
 
+#include "device_memory.hpp"
+#include "flash/flash_tensors.hpp"
 #include "longattn/bench/backend.hpp"
 #include "longattn/kernels/flash_hopper.hpp"
 
@@ -17,63 +19,25 @@ namespace {
 class HopperPlan final : public Plan {
  public:
   explicit HopperPlan(const Problem& p) {
-    const AttentionShape& s = p.shape;
-    shape_ = {std::int32_t(s.seqlen_q), std::int32_t(s.seqlen_k), s.heads_q, s.heads_kv,
-              s.head_dim, s.softmax_scale()};
-    dtype_ = p.dtype == DType::bf16 ? flash::DType::bf16 : flash::DType::fp16;
+    shape_ = flash_shape(p.shape);
+    dtype_ = flash_dtype(p.dtype);
     const auto& mask = std::get<SliceMask>(p.canonical());
     try {
-      mask_ = flash_hopper::prepare_forward(mask, s.head_dim);
+      mask_ = flash_hopper::prepare_forward(mask, p.shape.head_dim);
       if (runs_backward(p.direction)) bwd_ = flash_hopper::prepare_backward(mask, shape_);
     } catch (const flash::DeviceOutOfMemory& e) {
       throw OutOfMemory(e.what());
     }
-    if (runs_backward(p.direction)) {
-      const std::size_t bytes = bwd_.workspace_bytes;
-      if (const cudaError_t e = cudaMalloc(&workspace_, bytes); e != cudaSuccess) {
-        (void)cudaGetLastError();
-        workspace_ = nullptr;
-        const std::string msg = fmt::format("flash_hopper: {} bytes of backward workspace: {}",
-                                            bytes, cudaGetErrorString(e));
-        if (e == cudaErrorMemoryAllocation) throw OutOfMemory(msg);
-        throw std::runtime_error(msg);
-      }
-    }
+    if (runs_backward(p.direction))
+      workspace_ = DeviceBuffer(bwd_.workspace_bytes, "flash_hopper: backward workspace");
   }
-  ~HopperPlan() override {
-    if (workspace_) cudaFree(workspace_);
-  }
-  HopperPlan(const HopperPlan&) = delete;
-  HopperPlan& operator=(const HopperPlan&) = delete;
 
   void forward(const Tensors& t, Stream stream) override {
-    flash::FwdParams p;
-    p.shape = shape_;
-    p.dtype = dtype_;
-    p.q = t.q;
-    p.k = t.k;
-    p.v = t.v;
-    p.o = t.o;
-    p.lse = t.lse;
-    p.mask = mask_.view();
-    flash_hopper::run_forward(p, stream);
+    flash_hopper::run_forward(forward_params(shape_, dtype_, t, mask_.view()), stream);
   }
   void backward(const Tensors& t, Stream stream) override {
-    flash::BwdParams p;
-    p.shape = shape_;
-    p.dtype = dtype_;
-    p.q = t.q;
-    p.k = t.k;
-    p.v = t.v;
-    p.o = t.o;
-    p.lse = t.lse;
-    p.d_o = t.d_o;
-    p.dq = t.dq;
-    p.dk = t.dk;
-    p.dv = t.dv;
-    p.workspace = workspace_;
-    p.mask = bwd_.mask.view();
-    flash_hopper::run_backward(p, stream);
+    flash_hopper::run_backward(backward_params(shape_, dtype_, t, workspace_.get(), bwd_.mask.view()),
+                               stream);
   }
   std::optional<Index> issued_area() const override { return mask_.issued_area(); }
 
@@ -82,7 +46,7 @@ class HopperPlan final : public Plan {
   flash::DType dtype_ = flash::DType::bf16;
   flash::DeviceMask mask_;
   flash_hopper::BwdPlan bwd_;
-  void* workspace_ = nullptr;
+  DeviceBuffer workspace_;
 };
 
 class HopperBackend final : public Backend {
