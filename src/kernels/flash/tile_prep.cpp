@@ -71,10 +71,9 @@ void add_work_items(MaskTiles& out, const std::vector<Index>& chunks_of, const P
   // passes and then its chunks split across several.
   Index total = 0;
   for (Index c : chunks_of) total += c * opt.passes;
+  const bool split = opt.allow_split && opt.num_sms > 0;
   const Index target =
-      opt.allow_split && opt.num_sms > 0
-          ? std::max<Index>(8, ceil_div(total * opt.heads, Index(2) * opt.num_sms))
-          : std::numeric_limits<Index>::max();
+      split ? std::max<Index>(8, ceil_div(total * opt.heads, Index(2) * opt.num_sms)) : 0;
   std::vector<TileRun32> runs;
   std::vector<std::int32_t> offsets{0};
   std::vector<Index> weight;
@@ -94,7 +93,7 @@ void add_work_items(MaskTiles& out, const std::vector<Index>& chunks_of, const P
       out.items.push_back(it);
       weight.push_back(chunks * (p1 - p0));
     };
-    const Index pieces = ceil_div(std::max<Index>(w, 1), target);
+    const Index pieces = split ? ceil_div(std::max<Index>(w, 1), target) : 1;
     if (pieces <= 1) {
       item(first_run, runs.size(), 0, opt.passes, chunks_of[t]);
     } else if (pieces <= opt.passes) {
