@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <span>
 #include <stdexcept>
+#include <string_view>
 #include <vector>
 
 #include "longattn/block_sparse.hpp"
@@ -232,6 +233,18 @@ TileShape dq_tile(int head_dim);
 
 bool supported_head_dim(int head_dim);
 std::size_t backward_workspace_bytes(const Shape& s, bool deterministic, bool split_kv);
+
+// Throws InputError naming `who` (e.g. "flash forward") unless the lengths are positive, heads_q
+// is a positive multiple of heads_kv, head_dim_ok(head_dim) holds (else "head_dim N is not
+// <head_dims>") and the softmax scale is positive. Shared by the flash-family dispatch points.
+void validate_shape(const Shape& s, std::string_view who, bool (*head_dim_ok)(int),
+                    std::string_view head_dims);
+
+// The backward's key-major prepared mask of a static mask in `tile` (a kernel's backward tile):
+// one CTA walks a key tile for every query head of its group; with allow_split, key tiles heavier
+// than a fair share of the current device's SMs are split (dK, dV then go through the workspace).
+DeviceMask prepare_backward_mask(const SliceMask& m, const Shape& shape, TileShape tile,
+                                 bool allow_split);
 
 // The single dispatch point: (dtype, head_dim, has partial tiles, deterministic) become
 // compile-time constants here. Throw InputError on unsupported shapes; kernel launch failures

@@ -1,10 +1,10 @@
 // The single dispatch point: run-time (dtype, head_dim) become the template arguments of the
 // launch functions instantiated one per .cu file; the launch functions turn the remaining flags
 // (partial tiles present, deterministic backward) into compile-time constants of the kernels.
-#include <cuda_runtime_api.h>
 #include <fmt/format.h>
 
 #include "launch.hpp"
+#include "sm_count.hpp"
 #include "longattn/error.hpp"
 
 namespace longattn::flash {
@@ -12,16 +12,7 @@ namespace longattn::flash {
 namespace {
 
 void validate(const Shape& s, const char* what) {
-  if (s.seqlen_q <= 0 || s.seqlen_k <= 0)
-    throw InputError(fmt::format("flash {}: sequence lengths {} and {} must be positive", what,
-                                 s.seqlen_q, s.seqlen_k));
-  if (s.heads_kv <= 0 || s.heads_q <= 0 || s.heads_q % s.heads_kv != 0)
-    throw InputError(fmt::format("flash {}: heads_q {} must be a positive multiple of heads_kv {}",
-                                 what, s.heads_q, s.heads_kv));
-  if (!supported_head_dim(s.head_dim))
-    throw InputError(fmt::format("flash {}: head_dim {} is not one of 64, 128", what, s.head_dim));
-  if (!(s.scale > 0))
-    throw InputError(fmt::format("flash {}: softmax scale {} must be positive", what, s.scale));
+  validate_shape(s, fmt::format("flash {}", what), supported_head_dim, "one of 64, 128");
 }
 
 template <class F>
@@ -37,6 +28,20 @@ void dispatch(DType dt, int head_dim, F&& f) {
 }  // namespace
 
 bool supported_head_dim(int head_dim) { return head_dim == 64 || head_dim == 128; }
+
+void validate_shape(const Shape& s, std::string_view who, bool (*head_dim_ok)(int),
+                    std::string_view head_dims) {
+  if (s.seqlen_q <= 0 || s.seqlen_k <= 0)
+    throw InputError(fmt::format("{}: sequence lengths {} and {} must be positive", who,
+                                 s.seqlen_q, s.seqlen_k));
+  if (s.heads_kv <= 0 || s.heads_q <= 0 || s.heads_q % s.heads_kv != 0)
+    throw InputError(fmt::format("{}: heads_q {} must be a positive multiple of heads_kv {}", who,
+                                 s.heads_q, s.heads_kv));
+  if (!head_dim_ok(s.head_dim))
+    throw InputError(fmt::format("{}: head_dim {} is not {}", who, s.head_dim, head_dims));
+  if (!(s.scale > 0))
+    throw InputError(fmt::format("{}: softmax scale {} must be positive", who, s.scale));
+}
 
 TileShape forward_tile(int head_dim) {
   if (head_dim == 64) return {FwdTile<64>::kRows, FwdTile<64>::kCols};
@@ -107,6 +112,16 @@ void run_backward(const BwdParams& p, Stream stream) {
            [&]<DType Dt, int D>() { launch_backward<Dt, D>(p, stream); });
 }
 
+DeviceMask prepare_backward_mask(const SliceMask& m, const Shape& shape, TileShape tile,
+                                 bool allow_split) {
+  PrepareOptions opt;
+  opt.passes = shape.heads_q / shape.heads_kv;
+  opt.heads = shape.heads_kv;
+  opt.num_sms = current_device_sm_count();
+  opt.allow_split = allow_split;
+  return DeviceMask(prepare_mask(m, tile, true, opt));
+}
+
 Plan make_plan(const SliceMask& m, const Shape& shape, bool backward, bool deterministic) {
   if (!supported_head_dim(shape.head_dim))
     throw InputError(fmt::format("flash: head_dim {} is not one of 64, 128", shape.head_dim));
@@ -119,17 +134,7 @@ Plan make_plan(const SliceMask& m, const Shape& shape, bool backward, bool deter
   Plan plan;
   plan.fwd = DeviceMask(prepare_mask(m, forward_tile(shape.head_dim), false));
   if (backward) {
-    int device = 0, sms = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
-      sms = 0;
-    (void)cudaGetLastError();
-    PrepareOptions opt;
-    opt.passes = shape.heads_q / shape.heads_kv;
-    opt.heads = shape.heads_kv;
-    opt.num_sms = sms;
-    opt.allow_split = !deterministic;
-    plan.bwd = DeviceMask(prepare_mask(m, backward_tile(shape.head_dim), true, opt));
+    plan.bwd = prepare_backward_mask(m, shape, backward_tile(shape.head_dim), !deterministic);
     if (deterministic) plan.dq = DeviceMask(prepare_mask(m, dq_tile(shape.head_dim), false));
     plan.workspace_bytes =
         backward_workspace_bytes(shape, deterministic, plan.bwd.view().split != 0);

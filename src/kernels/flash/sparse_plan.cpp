@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "block_transpose.hpp"
+#include "sm_count.hpp"
 #include "longattn/error.hpp"
 #include "longattn/kernels/flash.hpp"
 
@@ -46,15 +47,6 @@ class DeviceBytes {
 void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess)
     throw std::runtime_error(fmt::format("flash: k->q lists: {}: {}", what, cudaGetErrorString(e)));
-}
-
-int sm_count() {
-  int device = 0, sms = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
-    sms = 0;
-  (void)cudaGetLastError();
-  return sms;
 }
 
 // Every head's k->q lists: the q->k lists stacked head after head (block_transpose.hpp), sent
@@ -143,7 +135,7 @@ Plan make_plan(const BlockSparseMask& m, const Shape& shape, bool backward, bool
     PrepareOptions opt;
     opt.passes = group;
     opt.heads = shared ? shape.heads_kv : 1;
-    opt.num_sms = sm_count();
+    opt.num_sms = current_device_sm_count();
     opt.allow_split = !deterministic;
     const std::vector<BlockLists> k_to_q = device_k_to_q(m);
     plan.bwd = to_device(

@@ -1,6 +1,5 @@
 // The flash_hopper dispatch point: validation, then run-time dtype (and head_dim) become the
 // template arguments of the launch functions instantiated one per .cu file.
-#include <cuda_runtime_api.h>
 #include <fmt/format.h>
 
 #include <cstdlib>
@@ -34,17 +33,7 @@ flash::DeviceMask prepare_forward(const SliceMask& m, int head_dim) {
 
 void run_forward(const FwdParams& p, Stream stream) {
   const flash::Shape& s = p.shape;
-  if (s.seqlen_q <= 0 || s.seqlen_k <= 0)
-    throw InputError(fmt::format("flash_hopper forward: sequence lengths {} and {} must be positive",
-                                 s.seqlen_q, s.seqlen_k));
-  if (s.heads_kv <= 0 || s.heads_q <= 0 || s.heads_q % s.heads_kv != 0)
-    throw InputError(fmt::format(
-        "flash_hopper forward: heads_q {} must be a positive multiple of heads_kv {}", s.heads_q,
-        s.heads_kv));
-  if (!supported_head_dim(s.head_dim))
-    throw InputError(fmt::format("flash_hopper forward: head_dim {} is not 64 or 128", s.head_dim));
-  if (!(s.scale > 0))
-    throw InputError(fmt::format("flash_hopper forward: softmax scale {} must be positive", s.scale));
+  flash::validate_shape(s, "flash_hopper forward", supported_head_dim, "64 or 128");
   if (!p.q || !p.k || !p.v || !p.o || !p.lse || !p.mask.items)
     throw InputError("flash_hopper forward: a tensor or the mask is missing");
   if (p.mask.num_items > 65535)
@@ -73,40 +62,16 @@ BwdPlan prepare_backward(const SliceMask& m, const flash::Shape& shape) {
     throw InputError(fmt::format(
         "flash_hopper: heads_q {} must be a positive multiple of heads_kv {}", shape.heads_q,
         shape.heads_kv));
-  int device = 0, sms = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
-    sms = 0;
-  (void)cudaGetLastError();
-  // As the portable plan: one CTA walks a key tile for every query head of its group, and key
-  // tiles heavier than a fair share of the device are split (dK, dV then via the workspace).
-  flash::PrepareOptions opt;
-  opt.passes = shape.heads_q / shape.heads_kv;
-  opt.heads = shape.heads_kv;
-  opt.num_sms = sms;
-  opt.allow_split = true;
+  // As the portable plan (split key tiles' dK, dV through the workspace).
   BwdPlan plan;
-  plan.mask = flash::DeviceMask(flash::prepare_mask(m, backward_tile(shape.head_dim), true, opt));
+  plan.mask = flash::prepare_backward_mask(m, shape, backward_tile(shape.head_dim), true);
   plan.workspace_bytes =
       flash::backward_workspace_bytes(shape, false, plan.mask.view().split != 0);
   return plan;
 }
 
 void run_backward(const BwdParams& p, Stream stream) {
-  const flash::Shape& s = p.shape;
-  if (s.seqlen_q <= 0 || s.seqlen_k <= 0)
-    throw InputError(fmt::format(
-        "flash_hopper backward: sequence lengths {} and {} must be positive", s.seqlen_q,
-        s.seqlen_k));
-  if (s.heads_kv <= 0 || s.heads_q <= 0 || s.heads_q % s.heads_kv != 0)
-    throw InputError(fmt::format(
-        "flash_hopper backward: heads_q {} must be a positive multiple of heads_kv {}",
-        s.heads_q, s.heads_kv));
-  if (!supported_backward_head_dim(s.head_dim))
-    throw InputError(fmt::format("flash_hopper backward: head_dim {} is not 128", s.head_dim));
-  if (!(s.scale > 0))
-    throw InputError(
-        fmt::format("flash_hopper backward: softmax scale {} must be positive", s.scale));
+  flash::validate_shape(p.shape, "flash_hopper backward", supported_backward_head_dim, "128");
   if (p.deterministic)
     throw InputError(
         "flash_hopper backward: no deterministic mode (dQ is summed with atomics); use "
