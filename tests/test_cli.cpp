@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -335,6 +336,34 @@ TEST(Cli, BenchImportanceSelectionOnCpu) {
   EXPECT_NE(j.dump().find("\"selection\":\"importance\""), std::string::npos) << j.dump();
   expect_failure({"bench", "--backend", "cpu", "--mask", "block_sparse_uniform", "--seqlen", "256",
                   "--selection", "best"}, "best");
+}
+
+TEST(Cli, BenchNeverOverwritesRecords) {
+  // A second run into a folder that holds records is refused; --resume adds only what is missing.
+  const fs::path dir = scratch() / "run";
+  fs::remove_all(dir);
+  const std::vector<std::string> grid = {"bench", "--backend", "cpu", "--mask", "causal", "--seqlen",
+                                         "128", "--heads", "2:1", "--head-dim", "16", "--dtype", "fp32",
+                                         "--direction", "fwd", "--reps", "1", "--min-reps", "1",
+                                         "--warmup", "1", "--out", dir.string()};
+  ASSERT_EQ(longattn(grid).status, 0);
+  const std::string first = read_file(dir / "records.jsonl");
+  ASSERT_EQ(std::count(first.begin(), first.end(), '\n'), 1) << first;
+
+  const CliRun again = longattn(grid);
+  EXPECT_EQ(again.status, 2) << again.err;
+  EXPECT_TRUE(contains(again.err, "already holds records")) << again.err;
+  EXPECT_TRUE(contains(again.err, "--resume")) << again.err;
+  EXPECT_EQ(read_file(dir / "records.jsonl"), first);  // untouched
+
+  auto more = grid;
+  more[6] = "128,160";  // one new length beside the recorded one
+  more.push_back("--resume");
+  const CliRun resumed = longattn(more);
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  const std::string both = read_file(dir / "records.jsonl");
+  EXPECT_EQ(both.substr(0, first.size()), first);
+  EXPECT_EQ(std::count(both.begin(), both.end(), '\n'), 2) << both;
 }
 
 }  // namespace

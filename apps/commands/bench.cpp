@@ -127,6 +127,10 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "seed of the first draw (masks and inputs)")->capture_default_str();
   add_mask_param_options(*cmd, o->mask);
   add_sweep_options(*cmd, o->sweep);
+  cmd->add_flag("--resume", o->sweep.resume,
+                "add to --out's records.jsonl, skipping the cases it already holds (without it, "
+                "a folder that holds records is refused, not overwritten)")
+      ->group("Output");
   cmd->callback([o] { run_bench(*o); });
 }
 

@@ -106,6 +106,12 @@ std::size_t run_sweep(std::span<const Case> all, const SweepOptions& o, std::str
     fs::create_directories(o.out, ec);
     if (ec) throw InputError(fmt::format("--out: cannot create '{}': {}", o.out, ec.message()));
     const fs::path records = fs::path(o.out) / "records.jsonl", table = fs::path(o.out) / "results.csv";
+    // Measurements are never overwritten: a folder that holds records is resumed or refused.
+    if (!o.resume && fs::exists(records) && fs::file_size(records, ec) > 0)
+      throw InputError(fmt::format(
+          "--out: '{}' already holds records; pass --resume to add to that run (recorded cases "
+          "are skipped), or choose another folder",
+          records.string()));
     if (o.resume && fs::exists(records)) done = recorded_cases(records);
     const auto mode = o.resume ? std::ios::app : std::ios::trunc;
     const bool new_csv = !o.resume || !fs::exists(table);

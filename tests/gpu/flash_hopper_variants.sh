@@ -26,6 +26,7 @@ fi
 [ -x $B/apps/longattn ] || ninja -C $B -j16 longattn >>"$OUT/build.log" 2>&1
 for d in ${DIMS:-128}; do
   for f in $flags; do
+    rm -rf /tmp/flash_hopper_bench_d${d}_f$f  # a fresh run folder: bench never overwrites records
     LONGATTN_HOPPER_FWD_FLAGS=$f timeout ${BENCH_TIMEOUT:-150} $B/apps/longattn bench \
       --backend flash_hopper \
       ${BENCH_ARGS:---seqlen 16K --heads 64:8 --mask full,causal,causal_document,sliding_window} \
