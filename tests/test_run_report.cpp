@@ -76,6 +76,16 @@ TEST(BarChart, DrawsEveryMeasuredBarInCategoryOrder) {
   EXPECT_TRUE((BarChart{"t", "y", {"full"}, {{"a", {std::nullopt}}}}.empty()));
 }
 
+TEST(RunReport, NamesEveryCommitOfAResumedRun) {
+  report::Run run = sample_run();
+  const Report one = build_report(std::span<const report::Run>(&run, 1));
+  EXPECT_NE(one.markdown.find("| sample | 8 | Test GPU | abc |"), std::string::npos) << one.markdown;
+  for (int i = 5; i < 8; ++i) run.records[i]["environment"]["git_commit"] = "def";
+  const Report two = build_report(std::span<const report::Run>(&run, 1));
+  EXPECT_NE(two.markdown.find("| abc (5), def (3) |"), std::string::npos) << two.markdown;
+  EXPECT_NE(two.html.find("abc (5), def (3)"), std::string::npos);
+}
+
 TEST(RunReport, ChartsSupportMatrixAndWinners) {
   const report::Run run = sample_run();
   const Report rep = build_report(std::span<const report::Run>(&run, 1));

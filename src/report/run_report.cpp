@@ -118,6 +118,28 @@ Run load_run(const std::string& path) {
   return run;
 }
 
+namespace {
+
+// The commits a run's records were measured at, in order of appearance, with their record
+// counts when there are several (a resumed suite can span commits), e.g. "6faef99 (294), dc9c1f9 (189)".
+std::string commits_of(const std::vector<json>& records) {
+  std::vector<std::pair<std::string, int>> seen;
+  for (const json& r : records) {
+    const std::string c = r.contains("environment") && r["environment"].is_object()
+                              ? get_or<std::string>(r["environment"], "git_commit", "")
+                              : std::string();
+    auto it = std::find_if(seen.begin(), seen.end(), [&](const auto& s) { return s.first == c; });
+    if (it == seen.end()) seen.emplace_back(c, 1);
+    else ++it->second;
+  }
+  if (seen.size() == 1) return seen.front().first;
+  std::string out;
+  for (const auto& [c, n] : seen) out += fmt::format("{}{} ({})", out.empty() ? "" : ", ", c, n);
+  return out;
+}
+
+}  // namespace
+
 Report build_report(std::span<const Run> runs) {
   std::vector<Row> rows;
   const bool several = runs.size() > 1;
@@ -146,10 +168,10 @@ Report build_report(std::span<const Run> runs) {
                         esc(get_or<std::string>(env, "cuda_runtime", "")),
                         esc(get_or<std::string>(env, "cudnn", "")),
                         esc(get_or<std::string>(env, "driver", "")),
-                        esc(get_or<std::string>(env, "git_commit", "")),
+                        esc(commits_of(run.records)),
                         esc(get_or<std::string>(env, "timestamp", "")));
     md += fmt::format("| {} | {} | {} | {} |\n", run.label, run.records.size(), gpu,
-                      get_or<std::string>(env, "git_commit", ""));
+                      commits_of(run.records));
   }
   body += "</table>";
 
