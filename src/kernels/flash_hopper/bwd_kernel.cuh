@@ -5,7 +5,9 @@
 //   warpgroup 0, producer (registers lowered): one thread issues TMA loads of K, V once and, per
 //     query chunk, of Q and dO into a kStages-deep ring ("full": transaction bytes, "empty": the
 //     consumer warps); a second warp copies the chunk's lse2 and delta rows into the same stage
-//     (+inf / 0 past the chunk's rows, so those rows contribute nothing);
+//     (+inf / 0 past the chunk's rows, so those rows contribute nothing); a third warp adds each
+//     chunk's dQ, staged in shared memory by the consumers, into the fp32 workspace with bulk
+//     reductions (cp.reduce.async.bulk, one per row);
 //   warpgroups 1, 2, consumers (registers raised): 64 keys each. Transposed scores, so that P^T
 //     and dS^T come out of the accumulators already in the A-operand layout of dV, dK:
 //       S^T = K Q^T, dP^T = V dO^T            (wgmma SS, M = keys, N = queries, K = D)
@@ -13,8 +15,8 @@
 //       dV += P^T dO                          (wgmma RS, B = dO through an MN-major view)
 //       dS^T = P^T (dP^T - delta)
 //       dK += dS^T Q                          (wgmma RS)
-//       dS -> shared memory (double buffered), dQ = dS K (wgmma SS, each warpgroup half of D)
-//       dQ added with fp32 atomics into the workspace (the portable path's dQ accumulator).
+//       dS -> shared memory (stmatrix, double buffered), dQ = dS K (wgmma SS, each warpgroup
+//       half of D), dQ -> shared memory for the writer warp (the portable path's accumulator).
 // The portable kernels do the rest (flash/bwd_kernel.cuh): the preprocessing (lse2, delta), and
 // the conversion of the dQ accumulator (and of split tiles' dK, dV accumulators).
 #include "flash/bwd_kernel.cuh"
@@ -30,11 +32,10 @@ struct BwdConfig {
   using T = T_;
   static constexpr int kD = D;
   static constexpr bool kHasPartial = kHasPartial_;
-  // dQ: false, per-thread red.global.add.v2.f32; true, staged in shared memory and added by
-  // cp.reduce.async.bulk, one 256-byte row segment per instruction. Measured alike on H100 at
-  // 16K (NOTES.md), so the simpler atomics stay; the bulk path is kept for when the rest is faster.
-  static constexpr bool kBulkDQ = false;
-  static constexpr int kDqPitch = D / 2 + 8;  // floats per staged row (+32 bytes: no conflicts)
+  // dQ of a chunk: staged in shared memory (fp32, rows padded to 136 floats: the consumers' 8-byte
+  // stores are conflict-free), added to the workspace by a writer warp of the producer warpgroup
+  // with one cp.reduce.async.bulk per row, so the consumers never wait on the adds.
+  static constexpr int kDqPitch = D + 8;
   static constexpr int kBlockM = BwdTile::kRows;  // queries per step
   static constexpr int kBlockN = BwdTile::kCols;  // keys of the CTA
   static constexpr int kStages = 2;
@@ -44,6 +45,12 @@ struct BwdConfig {
   static constexpr int kWords = kBlockN / 32;  // bitmask words per query row of a partial chunk
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;
+  // Named barriers (0 is __syncthreads): both consumer warpgroups' dS halves stored; the staged
+  // dQ written (consumers arrive, the writer warp waits) and read (the writer arrives).
+  static constexpr int kBarDS = 1;
+  static constexpr int kBarDqFull = 2;
+  static constexpr int kBarDqEmpty = 3;
+  static constexpr int kDqSyncThreads = 128 * kConsumerWGs + 32;
   static_assert(kBlockM == 64 && kBlockN == 128 && D == 128, "the layouts below");
 
   using BM = cute::Int<kBlockM>;
@@ -80,12 +87,10 @@ struct BwdConfig {
                                          cute::Step<cute::_2, cute::_1, cute::_3>{})));
   using SmemDS = decltype(cute::tile_to_shape(cute::GMMA::Layout_K_SW128_Atom<T>{},
                                               cute::Shape<BM, BN, cute::_2>{}));
-  using SmemDSt = decltype(cute::composition(
-      SmemDS{}, cute::make_ordered_layout(cute::Shape<BN, BM, cute::_2>{},
-                                          cute::Step<cute::_2, cute::_1, cute::_3>{})));
 
   static constexpr int kQBytes = kBlockM * D * int(sizeof(T));   // one stage of Q (or dO)
   static constexpr int kKVBytes = kBlockN * D * int(sizeof(T));  // K (or V)
+  static constexpr int kDSBytes = kBlockM * kBlockN * int(sizeof(T));  // one dS buffer
 
   struct alignas(1024) Shared {
     cute::array_aligned<T, cute::cosize_v<SmemKV>, 1024> k;
@@ -93,7 +98,7 @@ struct BwdConfig {
     cute::array_aligned<T, cute::cosize_v<SmemQ>, 1024> q;
     cute::array_aligned<T, cute::cosize_v<SmemQ>, 1024> d_o;
     cute::array_aligned<T, cute::cosize_v<SmemDS>, 1024> ds;
-    alignas(16) float dq[kBulkDQ ? 2 : 1][kBulkDQ ? kBlockM * kDqPitch : 4];  // staged dQ
+    alignas(16) float dq[kBlockM * kDqPitch];  // staged dQ of one chunk
     alignas(16) float lse2[kStages][kBlockM];
     alignas(16) float delta[kStages][kBlockM];
     alignas(8) std::uint64_t kv_full;
@@ -112,6 +117,16 @@ struct BwdConfig {
   using TmaKV = decltype(cute::make_tma_copy(cute::SM90_TMA_LOAD{}, GTensor{}, SmemKV{},
                                              cute::Shape<BN, BD>{}, cute::_1{}));
 };
+
+// Four 8 x 8 matrices of 16-bit elements, transposed on the way (lane l gives row l % 8 of matrix
+// l / 8; register i holds the pair of matrix i that the mma accumulator layout gives the lane).
+__device__ __forceinline__ void stmatrix_x4_trans(std::uint32_t addr, std::uint32_t r0,
+                                                  std::uint32_t r1, std::uint32_t r2,
+                                                  std::uint32_t r3) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(addr),
+               "r"(r0), "r"(r1), "r"(r2), "r"(r3)
+               : "memory");
+}
 
 template <class C>
 struct BwdKernelParams {
@@ -250,6 +265,34 @@ __global__ void __launch_bounds__(C::kThreads, 1)
           phase ^= 1;
         }
       }
+    } else if (warp == 2) {
+      // dQ writer: once the consumers staged a chunk's dQ, add its rows (those of the chunk
+      // only) into the fp32 workspace, one bulk reduction of D floats per row; the staging tile
+      // is free again once the copy engine has read it.
+      const std::int64_t q_stride = std::int64_t(p.shape.heads_q) * D;
+      const std::uint32_t staged = cute::cast_smem_ptr_to_uint(ss.dq);
+      while (!cur.done()) {
+        const int h = hk * group + cur.pass, q0 = cur.pos, qlen = cur.length();
+        cur.next(p.mask);
+        cutlass::arch::NamedBarrier::sync(C::kDqSyncThreads, C::kBarDqFull);
+        if (lane == 0) {  // bulk operations are uniform: one thread issues them all
+          float* dst = w.dq_accum + q0 * q_stride + h * D;
+#pragma unroll 1
+          for (int r = 0; r < qlen; ++r, dst += q_stride) {
+            asm volatile(
+                "cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;" ::"l"(
+                    dst),
+                "r"(staged + r * C::kDqPitch * 4), "n"(D * 4)
+                : "memory");
+          }
+          asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+          asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+        }
+        __syncwarp();
+        // The consumers wait for this before staging their next chunk (none after the last).
+        if (!cur.done()) cutlass::arch::NamedBarrier::arrive(C::kDqSyncThreads, C::kBarDqEmpty);
+      }
+      if (lane == 0) asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
     }
     return;
   }
@@ -278,7 +321,6 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   Tensor sQt = make_tensor(make_smem_ptr(ss.q.data()), typename C::SmemQt{});
   Tensor sdOt = make_tensor(make_smem_ptr(ss.d_o.data()), typename C::SmemQt{});
   Tensor sdS = make_tensor(make_smem_ptr(ss.ds.data()), typename C::SmemDS{});
-  Tensor sdSt = make_tensor(make_smem_ptr(ss.ds.data()), typename C::SmemDSt{});
 
   Tensor tSrK = thr_sdp.partition_fragment_A(sK);     // (MMA, 1, D / 16)
   Tensor tSrV = thr_sdp.partition_fragment_A(sV);
@@ -288,7 +330,6 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   Tensor tKVrQt = thr_kv.partition_fragment_B(sQt);
   Tensor tQrdS = thr_dq.partition_fragment_A(sdS);    // (MMA, 1, keys / 16, buffer)
   Tensor tQrKt = thr_dq.partition_fragment_B(sKt);    // (MMA, 1, keys / 16)
-  Tensor tdSsdS = thr_sdp.partition_C(sdSt);          // (MMA, 1, 1, buffer): dS^T's elements
 
   Tensor accS = partition_fragment_C(mma_sdp, Shape<Int<C::kBlockN>, Int<kBlockM>>{});
   Tensor accdP = partition_fragment_C(mma_sdp, Shape<Int<C::kBlockN>, Int<kBlockM>>{});
@@ -305,13 +346,21 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   clear(accdK);
 
   const float sl2 = p.shape.scale * kLog2e;
-  const std::int64_t q_stride = std::int64_t(p.shape.heads_q) * D;
   const bool short_k = valid_k < C::kBlockN;
   TxBarrier::wait(&ss.kv_full, 0);
 
+  // This lane's row address for stmatrix: matrix l / 8 of an x4 is (query block 2 m + l / 16,
+  // key row block hh = (l / 8) % 2); row l % 8 of it is query 8 (2 m + l / 16) + l % 8, whose
+  // 8 keys 64 cwg + 16 wi + 8 hh are 16 bytes of a 128-byte row of the K-major SW128 dS tile
+  // (16-byte chunks XOR-ed with the row % 8; the 64-key halves 8 KB apart).
+  const std::uint32_t ds_addr =
+      cute::cast_smem_ptr_to_uint(ss.ds.data()) + cwg * (C::kDSBytes / 2) +
+      ((lane / 16) * 8 + lane % 8) * 128 + ((32 * wi + 16 * ((lane / 8) % 2)) ^ ((lane % 8) << 4));
+
   int stage = 0, phase = 0, buf = 0;
+  bool first = true;
   for (; !cur.done();) {
-    const int q0 = cur.pos, qlen = cur.length(), bits = cur.bits, h = hk * group + cur.pass;
+    const int bits = cur.bits;
     cur.next(p.mask);
     const bool partial = C::kHasPartial && bits >= 0;
 
@@ -419,10 +468,17 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 
     // dS into shared memory (buffer buf; the other buffer may still be read by the other
     // warpgroup's previous dQ), visible to wgmma's async proxy, then both halves present.
+    // stmatrix .trans writes each 8 x 8 block (8 keys x 8 queries of dS^T) as 8 query rows of
+    // 16 bytes: 4 instructions instead of 32 two-byte stores.
+    {
+      const auto packed = recast<std::uint32_t>(rdS);  // pair 2 ni + hh: key row hh, queries 8 ni
 #pragma unroll
-    for (int i = 0; i < 32; ++i) tdSsdS(i, 0, 0, buf) = rdS(i);
+      for (int m = 0; m < 4; ++m)
+        stmatrix_x4_trans(ds_addr + buf * C::kDSBytes + m * 2048, packed(4 * m), packed(4 * m + 1),
+                          packed(4 * m + 2), packed(4 * m + 3));
+    }
     cutlass::arch::fence_view_async_shared();
-    cutlass::arch::NamedBarrier::sync(2 * 128, 1);
+    cutlass::arch::NamedBarrier::sync(2 * 128, C::kBarDS);
 
     // dQ = dS K
     warpgroup_fence_operand(accdQ);
@@ -440,56 +496,25 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     warpgroup_wait<0>();
     warpgroup_fence_operand(accdQ);
 
-    if constexpr (C::kBulkDQ) {
-      // This warpgroup's 64 x 64 block of dQ: staged, then thread t < qlen adds row t.
-      const int wtid = ctid % 128;
-      float* staged = ss.dq[cwg];
-      if (wtid < kBlockM) cute::tma_store_wait<0>();  // the previous step's rows were read
-      cutlass::arch::NamedBarrier::sync(128, 2 + cwg);
+    // dQ staged for the writer warp (once it has read the previous chunk's), 8-byte stores.
+    if (!first) cutlass::arch::NamedBarrier::sync(C::kDqSyncThreads, C::kBarDqEmpty);
+    first = false;
 #pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        float* row = staged + (16 * wi + g + 8 * hh) * C::kDqPitch + 2 * tq;
+    for (int hh = 0; hh < 2; ++hh) {
+      float* row = ss.dq + (16 * wi + g + 8 * hh) * C::kDqPitch + 64 * cwg + 2 * tq;
 #pragma unroll
-        for (int j = 0; j < 8; ++j)
-          *reinterpret_cast<float2*>(row + 8 * j) =
-              make_float2(accdQ(4 * j + 2 * hh), accdQ(4 * j + 2 * hh + 1));
-      }
-      cutlass::arch::fence_view_async_shared();
-      cutlass::arch::NamedBarrier::sync(128, 2 + cwg);
-      if (wtid < qlen) {
-        float* dst = w.dq_accum + (q0 + wtid) * q_stride + h * D + 64 * cwg;
-        const std::uint32_t src = cute::cast_smem_ptr_to_uint(staged + wtid * C::kDqPitch);
-        asm volatile(
-            "cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;" ::"l"(
-                dst),
-            "r"(src), "n"(D / 2 * 4)
-            : "memory");
-        cute::tma_store_arrive();
-      }
-    } else {
-      float* dq = w.dq_accum + h * D + 64 * cwg + 2 * tq;
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        const int r = 16 * wi + g + 8 * hh;
-        if (r < qlen) {
-          float* row = dq + (q0 + r) * q_stride;
-#pragma unroll
-          for (int j = 0; j < 8; ++j)
-            flash::ptx::atomic_add2(row + 8 * j, accdQ(4 * j + 2 * hh),
-                                    accdQ(4 * j + 2 * hh + 1));
-        }
-      }
+      for (int j = 0; j < 8; ++j)
+        *reinterpret_cast<float2*>(row + 8 * j) =
+            make_float2(accdQ(4 * j + 2 * hh), accdQ(4 * j + 2 * hh + 1));
     }
+    cutlass::arch::fence_view_async_shared();
+    cutlass::arch::NamedBarrier::arrive(C::kDqSyncThreads, C::kBarDqFull);
 
     buf ^= 1;
     if (++stage == kStages) {
       stage = 0;
       phase ^= 1;
     }
-  }
-
-  if constexpr (C::kBulkDQ) {  // the staged rows stay in place until the adds are done
-    if (ctid % 128 < kBlockM) asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
   }
 
   // ---- epilogue: dK (scaled) and dV, rows of the tile only ------------------------------------

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# One time-boxed device call for the flash_hopper backward: build (sm_90a, cuDNN on), GPU tests,
+# an Nsight Compute profile of the backward kernel, the benchmark beside cuDNN, sanitizers.
+#   STAGES="build test ncu bench" tests/gpu/flash_hopper_bwd_check.sh
+# Stages run in order, each only while BUDGET seconds (default 280) are not spent:
+#   build     configure + ninja longattn longattn_gpu_tests into $B (default /tmp/hb, kept on a warm
+#             machine; keep it outside a carried folder, which is replaced at every call)
+#   base      also build BASE_SRC's (default: none) longattn into $B-base, for side-by-side timings
+#             and profiles of an older tree (LONGATTN_SKIP_BACKENDS=cudnn;naive there)
+#   test      TEST_FILTER (default: every flash_hopper backward test and the backend's own)
+#   testall   every flash_hopper test (forward too)
+#   ncu       ncu on one backward launch (NCU_ARGS: default full mask, 8K, GQA 64:8), sections
+#             SpeedOfLight, ComputeWorkloadAnalysis, MemoryWorkloadAnalysis, WarpStateStats,
+#             SchedulerStats; of the base tree too when it was built
+#   bench     longattn bench --backend $BENCH_BACKENDS (flash_hopper,cudnn) ${BENCH_ARGS} fwdbwd
+#             (and the base tree's flash_hopper when built), records into $OUT/bench
+#   sanitize  compute-sanitizer memcheck, racecheck, synccheck on small backward cases
+# Logs into $OUT. Needs .deps (googletest, fmt/CLI11/json, cudnn_frontend, cutlass/include).
+set -uo pipefail
+OUT=${OUT:-/tmp/flash_hopper_bwd_out}
+mkdir -p "$OUT"
+export PATH=/usr/local/cuda/bin:$PATH
+B=${B:-/tmp/hb}
+t0=$(date +%s)
+left() { echo $(( ${BUDGET:-280} - ($(date +%s) - t0) )); }
+stages=" ${STAGES:-build test bench} "
+has() { [[ "$stages" == *" $1 "* ]]; }
+cfg=(-G Ninja -DCMAKE_BUILD_TYPE=Release -DLONGATTN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a
+     -DCMAKE_DISABLE_FIND_PACKAGE_MPI=ON -DLONGATTN_BENCHMARKS=OFF)
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu --format=csv,noheader
+
+if has build; then
+  base_pid=""
+  if has base && [ -n "${BASE_SRC:-}" ]; then
+    (cmake -S "$BASE_SRC" -B $B-base "${cfg[@]}" -DLONGATTN_TESTS=OFF \
+       -DLONGATTN_SKIP_BACKENDS="cudnn;naive" >"$OUT/build_base.log" 2>&1 &&
+     ninja -C $B-base -j16 longattn >>"$OUT/build_base.log" 2>&1) &
+    base_pid=$!
+  fi
+  cmake -S . -B $B "${cfg[@]}" -DLONGATTN_SKIP_BACKENDS=naive >"$OUT/build.log" 2>&1 &&
+    ninja -C $B -j16 longattn longattn_gpu_tests >>"$OUT/build.log" 2>&1 ||
+    { grep -B2 -A12 -E 'error|FAILED' "$OUT/build.log" | head -60; exit 1; }
+  grep -E "cudnn backend|flash_hopper backend" "$OUT/build.log"
+  if [ -n "$base_pid" ]; then
+    wait $base_pid || { tail -20 "$OUT/build_base.log"; }
+  fi
+  echo "== build done at $(( $(date +%s) - t0 )) s"
+fi
+bin=$B/apps/longattn
+base_bin=$B-base/apps/longattn
+[ -x "$base_bin" ] || base_bin=""
+
+run_tests() {
+  timeout $(( $(left) > 20 ? $(left) - 10 : 10 )) $B/tests/gpu/longattn_gpu_tests \
+    --gtest_filter="$1" --gtest_brief=1 >"$OUT/$2.log" 2>&1
+  echo "== tests $2 rc=$? at $(( $(date +%s) - t0 )) s: $(grep -E '^\[  PASSED|^\[  FAILED  \] [0-9]+' "$OUT/$2.log" | tr '\n' ' ')"
+  grep -E '^\[  FAILED  \] Flash' "$OUT/$2.log" | head -10
+}
+if has test && [ "$(left)" -gt 30 ]; then
+  run_tests "${TEST_FILTER:-*FlashHopperBackward*:FlashHopperBackend.*:*FlashHopperPatterns*causal_S1000*}" test
+fi
+if has testall && [ "$(left)" -gt 60 ]; then
+  run_tests "*FlashHopper*" testall
+fi
+
+if has ncu && [ "$(left)" -gt 40 ]; then
+  prof() {  # $1 binary, $2 name
+    timeout $(( $(left) > 20 ? $(left) - 10 : 10 )) ncu --clock-control none -k regex:flash_hopper_bwd -c 1 \
+      --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+      --section MemoryWorkloadAnalysis_Tables --section WarpStateStats --section SchedulerStats \
+      --section LaunchStats "$1" bench --backend flash_hopper \
+      ${NCU_ARGS:---mask full --seqlen 8K} --heads 64:8 --head-dim 128 --dtype bf16 --direction bwd \
+      --check-rows 0 --time-budget 0.01 --out /tmp/ncu_bench_$2 >"$OUT/ncu_$2.txt" 2>&1
+    echo "== ncu $2 rc=$? at $(( $(date +%s) - t0 )) s"
+    grep -E "Compute \(SM\) Throughput|Memory Throughput|Duration|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|Shared Memory|L1/TEX Hit|Executed Ipc A|Stall" "$OUT/ncu_$2.txt" | head -30
+  }
+  prof $bin new
+  [ -n "$base_bin" ] && [ "$(left)" -gt 40 ] && prof $base_bin base
+fi
+
+if has bench && [ "$(left)" -gt 30 ]; then
+  mkdir -p "$OUT/bench"
+  timeout $(( $(left) - 5 )) $bin bench --backend ${BENCH_BACKENDS:-flash_hopper,cudnn} \
+    ${BENCH_ARGS:---mask full,causal --seqlen 16K} --heads 64:8 --head-dim 128 --dtype bf16 \
+    --direction fwdbwd --check-rows 16 --time-budget ${TIME_BUDGET:-0.3} --out "$OUT/bench" \
+    >"$OUT/bench.txt" 2>"$OUT/bench.err"
+  echo "== bench rc=$? at $(( $(date +%s) - t0 )) s"; grep -v '^\[' "$OUT/bench.txt" | tail -25
+  if [ -n "$base_bin" ] && [ "$(left)" -gt 30 ]; then
+    mkdir -p "$OUT/bench_base"
+    timeout $(( $(left) - 5 )) $base_bin bench --backend flash_hopper \
+      ${BENCH_ARGS:---mask full,causal --seqlen 16K} --heads 64:8 --head-dim 128 --dtype bf16 \
+      --direction bwd --check-rows 16 --time-budget ${TIME_BUDGET:-0.3} --out "$OUT/bench_base" \
+      >"$OUT/bench_base.txt" 2>&1
+    echo "== base bench rc=$?"; grep -v '^\[' "$OUT/bench_base.txt" | tail -12
+  fi
+fi
+
+if has sanitize && [ "$(left)" -gt 40 ]; then
+  f=${SAN_FILTER:-'*FlashHopperBackward.*causal_document_S77_bf16*:*FlashHopperBackward.*full_S1000_fp16*:FlashHopperBackwardEdges.EmptyRows*'}
+  for tool in memcheck racecheck synccheck; do
+    [ "$(left)" -gt 15 ] || break
+    timeout $(( $(left) - 5 )) compute-sanitizer --tool $tool --print-limit 5 \
+      $B/tests/gpu/longattn_gpu_tests --gtest_filter="$f" --gtest_brief=1 >"$OUT/$tool.log" 2>&1
+    echo "== $tool rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/$tool.log" | tail -1) $(grep -cE '^\[       OK|PASSED' "$OUT/$tool.log")"
+  done
+fi
+echo "== done at $(( $(date +%s) - t0 )) s"
