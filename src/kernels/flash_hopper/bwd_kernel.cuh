@@ -13,10 +13,12 @@
 //       S^T = K Q^T, dP^T = V dO^T            (wgmma SS, M = keys, N = queries, K = D)
 //       P^T = exp2(S^T scale log2e - lse2)    (mask bits on partial chunks, rows past the tile)
 //       dV += P^T dO                          (wgmma RS, B = dO through an MN-major view)
-//       dS^T = P^T (dP^T - delta)
-//       dK += dS^T Q                          (wgmma RS)
-//       dS -> shared memory (stmatrix, double buffered), dQ = dS K (wgmma SS, each warpgroup
-//       half of D), dQ -> shared memory for the writer warp (the portable path's accumulator).
+//       dS^T = P^T (dP^T - delta)             -> shared dS tile (stmatrix, double buffered)
+//       dQ = dS K                             (wgmma SS, each warpgroup half of D) -> shared
+//                                             memory, added to the workspace by the writer warp
+//       dK += dS^T Q                          (wgmma SS, A = the dS tile's MN-major view)
+//     The next chunk's S^T, dP^T are issued before waiting for dK, so the tensor cores have
+//     this warpgroup's next GEMMs queued while it stages dQ and moves to the next chunk.
 // The portable kernels do the rest (flash/bwd_kernel.cuh): the preprocessing (lse2, delta), and
 // the conversion of the dQ accumulator (and of split tiles' dK, dV accumulators).
 #include "flash/bwd_kernel.cuh"
@@ -68,6 +70,12 @@ struct BwdConfig {
       cute::GMMA::rs_op_selector<T, T, float, cute::Shape<cute::_64, BD, BM>,
                                  cute::GMMA::Major::K, cute::GMMA::Major::MN>(),
       WG2{}));
+  // dK: as dV, but A = dS^T from the shared dS tile (MN-major): the registers of dS are free
+  // once it is stored, which leaves room for the next chunk's S^T, dP^T while dK runs.
+  using MmaDK = decltype(cute::make_tiled_mma(
+      cute::GMMA::ss_op_selector<T, T, float, cute::Shape<cute::_64, BD, BM>,
+                                 cute::GMMA::Major::MN, cute::GMMA::Major::MN>(),
+      WG2{}));
   // dQ: (queries, D) = (queries, keys) x (keys, D); one warpgroup per half of D.
   using MmaDQ = decltype(cute::make_tiled_mma(
       cute::GMMA::ss_op_selector<T, T, float, cute::Shape<BM, cute::Int<D / 2>, BN>,
@@ -87,6 +95,9 @@ struct BwdConfig {
                                          cute::Step<cute::_2, cute::_1, cute::_3>{})));
   using SmemDS = decltype(cute::tile_to_shape(cute::GMMA::Layout_K_SW128_Atom<T>{},
                                               cute::Shape<BM, BN, cute::_2>{}));
+  using SmemDSt = decltype(cute::composition(
+      SmemDS{}, cute::make_ordered_layout(cute::Shape<BN, BM, cute::_2>{},
+                                          cute::Step<cute::_2, cute::_1, cute::_3>{})));
 
   static constexpr int kQBytes = kBlockM * D * int(sizeof(T));   // one stage of Q (or dO)
   static constexpr int kKVBytes = kBlockN * D * int(sizeof(T));  // K (or V)
@@ -309,9 +320,11 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 
   typename C::MmaSdP mma_sdp;
   typename C::MmaKV mma_kv;
+  typename C::MmaDK mma_dk;
   typename C::MmaDQ mma_dq;
   auto thr_sdp = mma_sdp.get_thread_slice(ctid);
   auto thr_kv = mma_kv.get_thread_slice(ctid);
+  auto thr_dk = mma_dk.get_thread_slice(ctid);
   auto thr_dq = mma_dq.get_thread_slice(ctid);
   Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename C::SmemKV{});
   Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename C::SmemKV{});
@@ -321,13 +334,15 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   Tensor sQt = make_tensor(make_smem_ptr(ss.q.data()), typename C::SmemQt{});
   Tensor sdOt = make_tensor(make_smem_ptr(ss.d_o.data()), typename C::SmemQt{});
   Tensor sdS = make_tensor(make_smem_ptr(ss.ds.data()), typename C::SmemDS{});
+  Tensor sdSt = make_tensor(make_smem_ptr(ss.ds.data()), typename C::SmemDSt{});
 
   Tensor tSrK = thr_sdp.partition_fragment_A(sK);     // (MMA, 1, D / 16)
   Tensor tSrV = thr_sdp.partition_fragment_A(sV);
   Tensor tSrQ = thr_sdp.partition_fragment_B(sQ);     // (MMA, 1, D / 16, stage)
   Tensor tSrdO = thr_sdp.partition_fragment_B(sdO);
   Tensor tKVrdOt = thr_kv.partition_fragment_B(sdOt);  // (MMA, 1, queries / 16, stage)
-  Tensor tKVrQt = thr_kv.partition_fragment_B(sQt);
+  Tensor tDKrdSt = thr_dk.partition_fragment_A(sdSt);  // (MMA, 1, queries / 16, buffer)
+  Tensor tDKrQt = thr_dk.partition_fragment_B(sQt);    // (MMA, 1, queries / 16, stage)
   Tensor tQrdS = thr_dq.partition_fragment_A(sdS);    // (MMA, 1, keys / 16, buffer)
   Tensor tQrKt = thr_dq.partition_fragment_B(sKt);    // (MMA, 1, keys / 16)
 
@@ -357,12 +372,44 @@ __global__ void __launch_bounds__(C::kThreads, 1)
       cute::cast_smem_ptr_to_uint(ss.ds.data()) + cwg * (C::kDSBytes / 2) +
       ((lane / 16) * 8 + lane % 8) * 128 + ((32 * wi + 16 * ((lane / 8) % 2)) ^ ((lane % 8) << 4));
 
+  // S^T = K Q^T, dP^T = V dO^T of the chunk in stage st (two commit groups).
+  auto issue_sdp = [&](int st) {
+    warpgroup_fence_operand(accS);
+    warpgroup_fence_operand(accdP);
+    warpgroup_arrive();
+    mma_sdp.accumulate_ = GMMA::ScaleOut::Zero;
+#pragma unroll
+    for (int kb = 0; kb < size<2>(tSrK); ++kb) {
+      gemm(mma_sdp, tSrK(_, _, kb), tSrQ(_, _, kb, st), accS);
+      mma_sdp.accumulate_ = GMMA::ScaleOut::One;
+    }
+    warpgroup_commit_batch();
+    mma_sdp.accumulate_ = GMMA::ScaleOut::Zero;
+#pragma unroll
+    for (int kb = 0; kb < size<2>(tSrV); ++kb) {
+      gemm(mma_sdp, tSrV(_, _, kb), tSrdO(_, _, kb, st), accdP);
+      mma_sdp.accumulate_ = GMMA::ScaleOut::One;
+    }
+    warpgroup_commit_batch();
+  };
+
+  // Chunk j's S^T, dP^T are issued before waiting for chunk j - 1's dK (which releases its Q,
+  // dO stage), so the tensor cores always have this warpgroup's next GEMMs queued.
   int stage = 0, phase = 0, buf = 0;
-  bool first = true;
+  int prev_stage = -1;  // the stage still read by the dK in flight
   for (; !cur.done();) {
     const int bits = cur.bits;
     cur.next(p.mask);
     const bool partial = C::kHasPartial && bits >= 0;
+
+    TxBarrier::wait(&ss.qdo_full[stage], phase);
+    issue_sdp(stage);
+    warpgroup_wait<2>();  // the previous chunk's dK done (nothing else in flight before it)
+    warpgroup_fence_operand(accdK);
+    if (prev_stage >= 0) {
+      __syncwarp();
+      if (lane == 0) Barrier::arrive(&ss.qdo_empty[prev_stage]);
+    }
 
     // Mask bits of this thread's pairs: query row qc = 8 ni + 2 tq + e of the chunk's bitmask,
     // word (keys / 32) of both key rows; packed as bit 2 (2 ni + e) + hh.
@@ -385,27 +432,8 @@ __global__ void __launch_bounds__(C::kThreads, 1)
         if (krow0 + 8 * hh >= valid_k) allowed &= ~(0x55555555u << hh);
     }
 
-    // S^T = K Q^T, dP^T = V dO^T (two commit groups)
-    TxBarrier::wait(&ss.qdo_full[stage], phase);
-    warpgroup_fence_operand(accS);
-    warpgroup_fence_operand(accdP);
-    warpgroup_arrive();
-    mma_sdp.accumulate_ = GMMA::ScaleOut::Zero;
-#pragma unroll
-    for (int kb = 0; kb < size<2>(tSrK); ++kb) {
-      gemm(mma_sdp, tSrK(_, _, kb), tSrQ(_, _, kb, stage), accS);
-      mma_sdp.accumulate_ = GMMA::ScaleOut::One;
-    }
-    warpgroup_commit_batch();
-    mma_sdp.accumulate_ = GMMA::ScaleOut::Zero;
-#pragma unroll
-    for (int kb = 0; kb < size<2>(tSrV); ++kb) {
-      gemm(mma_sdp, tSrV(_, _, kb), tSrdO(_, _, kb, stage), accdP);
-      mma_sdp.accumulate_ = GMMA::ScaleOut::One;
-    }
-    warpgroup_commit_batch();
     Barrier::wait(&ss.stat_full[stage], phase);
-    warpgroup_wait<1>();
+    warpgroup_wait<1>();  // S^T done (dP^T may still run)
     warpgroup_fence_operand(accS);
 
     // P^T. Accumulator element i: key row hh = (i / 2) % 2, query column 8 (i / 4) + 2 tq + i % 2.
@@ -441,7 +469,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     warpgroup_fence_operand(accdV);
 
     // dS^T = P^T (dP^T - delta)
-    warpgroup_wait<1>();
+    warpgroup_wait<1>();  // dP^T done (dV may still run)
     warpgroup_fence_operand(accdP);
 #pragma unroll
     for (int ni = 0; ni < 8; ++ni) {
@@ -455,16 +483,6 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     }
 #pragma unroll
     for (int i = 0; i < 32; ++i) rdS(i) = static_cast<T>(accdP(i));
-
-    // dK += dS^T Q
-    warpgroup_fence_operand(rdS);
-    warpgroup_fence_operand(accdK);
-    warpgroup_arrive();
-#pragma unroll
-    for (int kb = 0; kb < size<2>(rdS); ++kb)
-      gemm(mma_kv, rdS(_, _, kb), tKVrQt(_, _, kb, stage), accdK);
-    warpgroup_commit_batch();
-    warpgroup_fence_operand(accdK);
 
     // dS into shared memory (buffer buf; the other buffer may still be read by the other
     // warpgroup's previous dQ), visible to wgmma's async proxy, then both halves present.
@@ -480,7 +498,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     cutlass::arch::fence_view_async_shared();
     cutlass::arch::NamedBarrier::sync(2 * 128, C::kBarDS);
 
-    // dQ = dS K
+    // dQ = dS K, then dK += dS^T Q: dQ first, so that its staging overlaps dK.
     warpgroup_fence_operand(accdQ);
     warpgroup_arrive();
     mma_dq.accumulate_ = GMMA::ScaleOut::Zero;
@@ -490,15 +508,17 @@ __global__ void __launch_bounds__(C::kThreads, 1)
       mma_dq.accumulate_ = GMMA::ScaleOut::One;
     }
     warpgroup_commit_batch();
-    warpgroup_wait<1>();  // dV, dK done: Q, dO of this stage are free
-    __syncwarp();
-    if (lane == 0) Barrier::arrive(&ss.qdo_empty[stage]);
-    warpgroup_wait<0>();
+    warpgroup_fence_operand(accdK);
+#pragma unroll
+    for (int kb = 0; kb < size<2>(tDKrdSt); ++kb)
+      gemm(mma_dk, tDKrdSt(_, _, kb, buf), tDKrQt(_, _, kb, stage), accdK);
+    warpgroup_commit_batch();
+    warpgroup_fence_operand(accdK);
+    warpgroup_wait<1>();  // dV, dQ done (dK may still run)
     warpgroup_fence_operand(accdQ);
 
     // dQ staged for the writer warp (once it has read the previous chunk's), 8-byte stores.
-    if (!first) cutlass::arch::NamedBarrier::sync(C::kDqSyncThreads, C::kBarDqEmpty);
-    first = false;
+    if (prev_stage >= 0) cutlass::arch::NamedBarrier::sync(C::kDqSyncThreads, C::kBarDqEmpty);
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
       float* row = ss.dq + (16 * wi + g + 8 * hh) * C::kDqPitch + 64 * cwg + 2 * tq;
@@ -510,12 +530,15 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     cutlass::arch::fence_view_async_shared();
     cutlass::arch::NamedBarrier::arrive(C::kDqSyncThreads, C::kBarDqFull);
 
+    prev_stage = stage;
     buf ^= 1;
     if (++stage == kStages) {
       stage = 0;
       phase ^= 1;
     }
   }
+  warpgroup_wait<0>();  // the last dK (its stage needs no release: nothing more is loaded)
+  warpgroup_fence_operand(accdK);
 
   // ---- epilogue: dK (scaled) and dV, rows of the tile only ------------------------------------
 #pragma unroll
