@@ -29,11 +29,15 @@ namespace longattn::flash_hopper {
 using flash::BwdParams;
 using flash::BwdWork;
 
-template <class T_, int D, bool kHasPartial_>
+template <class T_, int D, bool kHasPartial_, bool kPipelined_>
 struct BwdConfig {
   using T = T_;
   static constexpr int kD = D;
   static constexpr bool kHasPartial = kHasPartial_;
+  // BwdFlags::kBwdPipelined (launch.hpp): dQ before dK, dK from the shared dS tile, the next
+  // chunk's S^T, dP^T issued before waiting for dK. Without it, the first schedule: dK (RS) issued
+  // before the dS barrier, dQ last, and the chunk's GEMMs all done before the next chunk's.
+  static constexpr bool kPipelined = kPipelined_;
   // dQ of a chunk: staged in shared memory (fp32, rows padded to 136 floats: the consumers' 8-byte
   // stores are conflict-free), added to the workspace by a writer warp of the producer warpgroup
   // with one cp.reduce.async.bulk per row, so the consumers never wait on the adds.
@@ -341,6 +345,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   Tensor tSrQ = thr_sdp.partition_fragment_B(sQ);     // (MMA, 1, D / 16, stage)
   Tensor tSrdO = thr_sdp.partition_fragment_B(sdO);
   Tensor tKVrdOt = thr_kv.partition_fragment_B(sdOt);  // (MMA, 1, queries / 16, stage)
+  Tensor tKVrQt = thr_kv.partition_fragment_B(sQt);
   Tensor tDKrdSt = thr_dk.partition_fragment_A(sdSt);  // (MMA, 1, queries / 16, buffer)
   Tensor tDKrQt = thr_dk.partition_fragment_B(sQt);    // (MMA, 1, queries / 16, stage)
   Tensor tQrdS = thr_dq.partition_fragment_A(sdS);    // (MMA, 1, keys / 16, buffer)
@@ -396,7 +401,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   // Chunk j's S^T, dP^T are issued before waiting for chunk j - 1's dK (which releases its Q,
   // dO stage), so the tensor cores always have this warpgroup's next GEMMs queued.
   int stage = 0, phase = 0, buf = 0;
-  int prev_stage = -1;  // the stage still read by the dK in flight
+  int prev_stage = -1;  // the previous chunk's stage (pipelined: still read by its dK in flight)
   for (; !cur.done();) {
     const int bits = cur.bits;
     cur.next(p.mask);
@@ -404,11 +409,13 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 
     TxBarrier::wait(&ss.qdo_full[stage], phase);
     issue_sdp(stage);
-    warpgroup_wait<2>();  // the previous chunk's dK done (nothing else in flight before it)
-    warpgroup_fence_operand(accdK);
-    if (prev_stage >= 0) {
-      __syncwarp();
-      if (lane == 0) Barrier::arrive(&ss.qdo_empty[prev_stage]);
+    if constexpr (C::kPipelined) {
+      warpgroup_wait<2>();  // the previous chunk's dK done (nothing else in flight before it)
+      warpgroup_fence_operand(accdK);
+      if (prev_stage >= 0) {
+        __syncwarp();
+        if (lane == 0) Barrier::arrive(&ss.qdo_empty[prev_stage]);
+      }
     }
 
     // Mask bits of this thread's pairs: query row qc = 8 ni + 2 tq + e of the chunk's bitmask,
@@ -484,6 +491,17 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 #pragma unroll
     for (int i = 0; i < 32; ++i) rdS(i) = static_cast<T>(accdP(i));
 
+    if constexpr (!C::kPipelined) {  // dK += dS^T Q from registers
+      warpgroup_fence_operand(rdS);
+      warpgroup_fence_operand(accdK);
+      warpgroup_arrive();
+#pragma unroll
+      for (int kb = 0; kb < size<2>(rdS); ++kb)
+        gemm(mma_kv, rdS(_, _, kb), tKVrQt(_, _, kb, stage), accdK);
+      warpgroup_commit_batch();
+      warpgroup_fence_operand(accdK);
+    }
+
     // dS into shared memory (buffer buf; the other buffer may still be read by the other
     // warpgroup's previous dQ), visible to wgmma's async proxy, then both halves present.
     // stmatrix .trans writes each 8 x 8 block (8 keys x 8 queries of dS^T) as 8 query rows of
@@ -498,7 +516,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     cutlass::arch::fence_view_async_shared();
     cutlass::arch::NamedBarrier::sync(2 * 128, C::kBarDS);
 
-    // dQ = dS K, then dK += dS^T Q: dQ first, so that its staging overlaps dK.
+    // dQ = dS K (then, pipelined, dK += dS^T Q: dQ first, so that its staging overlaps dK).
     warpgroup_fence_operand(accdQ);
     warpgroup_arrive();
     mma_dq.accumulate_ = GMMA::ScaleOut::Zero;
@@ -508,13 +526,20 @@ __global__ void __launch_bounds__(C::kThreads, 1)
       mma_dq.accumulate_ = GMMA::ScaleOut::One;
     }
     warpgroup_commit_batch();
-    warpgroup_fence_operand(accdK);
+    if constexpr (C::kPipelined) {
+      warpgroup_fence_operand(accdK);
 #pragma unroll
-    for (int kb = 0; kb < size<2>(tDKrdSt); ++kb)
-      gemm(mma_dk, tDKrdSt(_, _, kb, buf), tDKrQt(_, _, kb, stage), accdK);
-    warpgroup_commit_batch();
-    warpgroup_fence_operand(accdK);
-    warpgroup_wait<1>();  // dV, dQ done (dK may still run)
+      for (int kb = 0; kb < size<2>(tDKrdSt); ++kb)
+        gemm(mma_dk, tDKrdSt(_, _, kb, buf), tDKrQt(_, _, kb, stage), accdK);
+      warpgroup_commit_batch();
+      warpgroup_fence_operand(accdK);
+      warpgroup_wait<1>();  // dV, dQ done (dK may still run)
+    } else {
+      warpgroup_wait<1>();  // dV, dK done: Q, dO of this stage are free
+      __syncwarp();
+      if (lane == 0) Barrier::arrive(&ss.qdo_empty[stage]);
+      warpgroup_wait<0>();
+    }
     warpgroup_fence_operand(accdQ);
 
     // dQ staged for the writer warp (once it has read the previous chunk's), 8-byte stores.
@@ -537,8 +562,10 @@ __global__ void __launch_bounds__(C::kThreads, 1)
       phase ^= 1;
     }
   }
-  warpgroup_wait<0>();  // the last dK (its stage needs no release: nothing more is loaded)
-  warpgroup_fence_operand(accdK);
+  if constexpr (C::kPipelined) {
+    warpgroup_wait<0>();  // the last dK (its stage needs no release: nothing more is loaded)
+    warpgroup_fence_operand(accdK);
+  }
 
   // ---- epilogue: dK (scaled) and dV, rows of the tile only ------------------------------------
 #pragma unroll
@@ -581,8 +608,8 @@ template <DType Dt, int D>
 void launch_backward_main(const BwdParams& p, const BwdWork& w, Stream stream) {
   using T = typename Elem<Dt>::type;
   const flash::Shape& s = p.shape;
-  auto launch = [&](auto has_partial) {
-    using C = BwdConfig<T, D, decltype(has_partial)::value>;
+  auto launch = [&](auto has_partial, auto pipelined) {
+    using C = BwdConfig<T, D, decltype(has_partial)::value, decltype(pipelined)::value>;
     using namespace cute;
     BwdKernelParams<C> kp{};
     auto gmem = [&](const void* ptr, int seqlen, int heads) {
@@ -611,10 +638,16 @@ void launch_backward_main(const BwdParams& p, const BwdWork& w, Stream stream) {
     check_cuda(cudaGetLastError(), "backward launch");
   };
 
-  if (p.mask.has_partial)
-    launch(std::true_type{});
+  auto with_partial = [&](auto pipelined) {
+    if (p.mask.has_partial)
+      launch(std::true_type{}, pipelined);
+    else
+      launch(std::false_type{}, pipelined);
+  };
+  if (backward_flags() & kBwdPipelined)
+    with_partial(std::true_type{});
   else
-    launch(std::false_type{});
+    with_partial(std::false_type{});
 }
 
 template <DType Dt, int D>
