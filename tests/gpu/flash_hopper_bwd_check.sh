@@ -16,6 +16,8 @@
 #   bench     longattn bench --backend $BENCH_BACKENDS (flash_hopper,cudnn) $BENCH_ARGS fwdbwd,
 #             records into $OUT/bench (and $BENCH_ARGS2 into $OUT/bench2); the base binary's
 #             flash_hopper backward on BENCH_ARGS into $OUT/bench_base
+#   variants  for each VARIANTS value (default 0) of LONGATTN_HOPPER_BWD_FLAGS: VARIANT_FILTER tests,
+#             the backward's benchmark on BENCH_ARGS into $OUT/bench_flagsF
 #   sanitize  compute-sanitizer memcheck, racecheck, synccheck on small backward cases
 # Logs go to a work folder (W, default /tmp/hbw), packed into $OUT/logs.tgz after every stage (the
 # device tool returns at most 8 files). Needs .deps (googletest, fmt/CLI11/json, cudnn_frontend, cutlass/include).
@@ -124,6 +126,22 @@ stage_ncu() {
   }
   prof $bin new
   [ -n "$base_bin" ] && [ "$(left)" -gt 40 ] && prof $base_bin base
+}
+
+stage_variants() {  # other LONGATTN_HOPPER_BWD_FLAGS values: some tests, the backward's timings
+  for f in ${VARIANTS:-0}; do
+    [ "$(left)" -gt 30 ] || return
+    LONGATTN_HOPPER_BWD_FLAGS=$f run_tests \
+      "${VARIANT_FILTER:-*FlashHopperBackward.*S1000*:*FlashHopperBackward.*S77*:FlashHopperBackwardEdges.*}" test_flags$f
+    [ "$(left)" -gt 30 ] || return
+    mkdir -p "$OUT/bench_flags$f"
+    LONGATTN_HOPPER_BWD_FLAGS=$f timeout $(( $(left) - 5 )) $bin bench --backend flash_hopper \
+      ${BENCH_ARGS:---mask full,causal --seqlen 16K} --heads 64:8 --head-dim 128 --dtype bf16 \
+      --direction bwd --check-rows 16 --time-budget ${TIME_BUDGET:-0.3} --out "$OUT/bench_flags$f" \
+      >"$OUT/bench_flags$f.txt" 2>&1
+    echo "== flags $f bench rc=$?"; grep -v '^\[' "$OUT/bench_flags$f.txt" | tail -8
+    pack
+  done
 }
 
 stage_sanitize() {
