@@ -16,7 +16,7 @@
 #   bench     longattn bench --backend $BENCH_BACKENDS (flash_hopper,cudnn) $BENCH_ARGS fwdbwd,
 #             records into $OUT/bench (and $BENCH_ARGS2 into $OUT/bench2); the base binary's
 #             flash_hopper backward on BENCH_ARGS into $OUT/bench_base
-#   variants  for each VARIANTS value (default 0) of LONGATTN_HOPPER_BWD_FLAGS: VARIANT_FILTER tests,
+#   variants  for each VARIANTS value (default 1 2 3) of LONGATTN_HOPPER_BWD_FLAGS: VARIANT_FILTER tests,
 #             the backward's benchmark on BENCH_ARGS into $OUT/bench_flagsF
 #   sanitize  compute-sanitizer memcheck, racecheck, synccheck on small backward cases
 # Logs go to a work folder (W, default /tmp/hbw), packed into $OUT/logs.tgz after every stage (the
@@ -47,7 +47,7 @@ stage_build() {
      ninja -C $B-base -j16 longattn >>"$OUT/build_base.log" 2>&1) &
     base_pid=$!
   fi
-  cmake -S . -B $B "${cfg[@]}" -DLONGATTN_SKIP_BACKENDS=naive >"$OUT/build.log" 2>&1 &&
+  cmake -S . -B $B "${cfg[@]}" >"$OUT/build.log" 2>&1 &&
     ninja -C $B -j16 longattn longattn_gpu_tests >>"$OUT/build.log" 2>&1 ||
     { grep -B2 -A12 -E 'error|FAILED' "$OUT/build.log" | head -60; exit 1; }
   grep -E "cudnn backend|flash_hopper backend" "$OUT/build.log"
@@ -129,7 +129,7 @@ stage_ncu() {
 }
 
 stage_variants() {  # other LONGATTN_HOPPER_BWD_FLAGS values: some tests, the backward's timings
-  for f in ${VARIANTS:-0}; do
+  for f in ${VARIANTS:-1 2 3}; do
     [ "$(left)" -gt 30 ] || return
     LONGATTN_HOPPER_BWD_FLAGS=$f run_tests \
       "${VARIANT_FILTER:-*FlashHopperBackward.*S1000*:*FlashHopperBackward.*S77*:FlashHopperBackwardEdges.*}" test_flags$f

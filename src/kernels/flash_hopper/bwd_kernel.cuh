@@ -5,20 +5,21 @@
 //   warpgroup 0, producer (registers lowered): one thread issues TMA loads of K, V once and, per
 //     query chunk, of Q and dO into a kStages-deep ring ("full": transaction bytes, "empty": the
 //     consumer warps); a second warp copies the chunk's lse2 and delta rows into the same stage
-//     (+inf / 0 past the chunk's rows, so those rows contribute nothing); a third warp adds each
-//     chunk's dQ, staged in shared memory by the consumers, into the fp32 workspace with bulk
-//     reductions (cp.reduce.async.bulk, one per row);
+//     (+inf / 0 past the chunk's rows, so those rows contribute nothing); with kBwdDqWriter a
+//     third warp adds each chunk's dQ, staged in shared memory by the consumers, into the fp32
+//     workspace with bulk reductions (cp.reduce.async.bulk, one per row);
 //   warpgroups 1, 2, consumers (registers raised): 64 keys each. Transposed scores, so that P^T
 //     and dS^T come out of the accumulators already in the A-operand layout of dV, dK:
 //       S^T = K Q^T, dP^T = V dO^T            (wgmma SS, M = keys, N = queries, K = D)
 //       P^T = exp2(S^T scale log2e - lse2)    (mask bits on partial chunks, rows past the tile)
 //       dV += P^T dO                          (wgmma RS, B = dO through an MN-major view)
 //       dS^T = P^T (dP^T - delta)             -> shared dS tile (stmatrix, double buffered)
-//       dQ = dS K                             (wgmma SS, each warpgroup half of D) -> shared
-//                                             memory, added to the workspace by the writer warp
-//       dK += dS^T Q                          (wgmma SS, A = the dS tile's MN-major view)
-//     The next chunk's S^T, dP^T are issued before waiting for dK, so the tensor cores have
-//     this warpgroup's next GEMMs queued while it stages dQ and moves to the next chunk.
+//       dK += dS^T Q                          (wgmma RS; kBwdPipelined: SS from the dS tile)
+//       dQ = dS K                             (wgmma SS, each warpgroup half of D), added to
+//                                             the workspace with fp32 atomics (or staged for
+//                                             the writer warp)
+//     kBwdPipelined issues dQ before dK and the next chunk's S^T, dP^T before waiting for dK
+//     (BwdConfig, launch.hpp; NOTES.md has the measurements).
 // The portable kernels do the rest (flash/bwd_kernel.cuh): the preprocessing (lse2, delta), and
 // the conversion of the dQ accumulator (and of split tiles' dK, dV accumulators).
 #include "flash/bwd_kernel.cuh"
@@ -29,18 +30,20 @@ namespace longattn::flash_hopper {
 using flash::BwdParams;
 using flash::BwdWork;
 
-template <class T_, int D, bool kHasPartial_, bool kPipelined_>
+template <class T_, int D, bool kHasPartial_, int kFlags>
 struct BwdConfig {
   using T = T_;
   static constexpr int kD = D;
   static constexpr bool kHasPartial = kHasPartial_;
-  // BwdFlags::kBwdPipelined (launch.hpp): dQ before dK, dK from the shared dS tile, the next
-  // chunk's S^T, dP^T issued before waiting for dK. Without it, the first schedule: dK (RS) issued
-  // before the dS barrier, dQ last, and the chunk's GEMMs all done before the next chunk's.
-  static constexpr bool kPipelined = kPipelined_;
-  // dQ of a chunk: staged in shared memory (fp32, rows padded to 136 floats: the consumers' 8-byte
-  // stores are conflict-free), added to the workspace by a writer warp of the producer warpgroup
-  // with one cp.reduce.async.bulk per row, so the consumers never wait on the adds.
+  // BwdFlags (launch.hpp). kBwdPipelined: dQ before dK, dK from the shared dS tile, the next
+  // chunk's S^T, dP^T issued before waiting for dK; without it, the first schedule: dK (RS)
+  // issued before the dS barrier, dQ last, the chunk's GEMMs all done before the next chunk's.
+  // kBwdDqWriter: dQ staged in shared memory and added by a writer warp (one bulk reduction per
+  // row); without it, each consumer thread adds its dQ elements with red.global.add.v2.f32.
+  static constexpr bool kPipelined = (kFlags & kBwdPipelined) != 0;
+  static constexpr bool kDqWriter = (kFlags & kBwdDqWriter) != 0;
+  // kBwdDqWriter: the chunk's dQ staged in shared memory (fp32, rows padded to 136 floats: the
+  // consumers' 8-byte stores are conflict-free) for the writer warp's cp.reduce.async.bulk.
   static constexpr int kDqPitch = D + 8;
   static constexpr int kBlockM = BwdTile::kRows;  // queries per step
   static constexpr int kBlockN = BwdTile::kCols;  // keys of the CTA
@@ -113,7 +116,7 @@ struct BwdConfig {
     cute::array_aligned<T, cute::cosize_v<SmemQ>, 1024> q;
     cute::array_aligned<T, cute::cosize_v<SmemQ>, 1024> d_o;
     cute::array_aligned<T, cute::cosize_v<SmemDS>, 1024> ds;
-    alignas(16) float dq[kBlockM * kDqPitch];  // staged dQ of one chunk
+    alignas(16) float dq[kDqWriter ? kBlockM * kDqPitch : 4];  // staged dQ of one chunk
     alignas(16) float lse2[kStages][kBlockM];
     alignas(16) float delta[kStages][kBlockM];
     alignas(8) std::uint64_t kv_full;
@@ -268,7 +271,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
         const int h = hk * group + cur.pass, q0 = cur.pos, qlen = cur.length();
         const std::int64_t base = std::int64_t(h) * p.shape.seqlen_q + q0;
         Barrier::wait(&ss.qdo_empty[stage], phase ^ 1);
-#pragma unroll
+#pragma unroll 1  // unrolled, ptxas spilled this 24-register warp's shared-memory base (an L2 reload per chunk)
         for (int r = lane; r < kBlockM; r += 32) {
           const bool in = r < qlen;
           ss.lse2[stage][r] = in ? __ldg(w.lse2 + base + r) : INFINITY;
@@ -280,7 +283,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
           phase ^= 1;
         }
       }
-    } else if (warp == 2) {
+    } else if (C::kDqWriter && warp == 2) {
       // dQ writer: once the consumers staged a chunk's dQ, add its rows (those of the chunk
       // only) into the fp32 workspace, one bulk reduction of D floats per row; the staging tile
       // is free again once the copy engine has read it.
@@ -367,6 +370,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 
   const float sl2 = p.shape.scale * kLog2e;
   const bool short_k = valid_k < C::kBlockN;
+  const std::int64_t q_stride = std::int64_t(p.shape.heads_q) * D;
   TxBarrier::wait(&ss.kv_full, 0);
 
   // This lane's row address for stmatrix: matrix l / 8 of an x4 is (query block 2 m + l / 16,
@@ -398,12 +402,12 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     warpgroup_commit_batch();
   };
 
-  // Chunk j's S^T, dP^T are issued before waiting for chunk j - 1's dK (which releases its Q,
-  // dO stage), so the tensor cores always have this warpgroup's next GEMMs queued.
+  // Pipelined, chunk j's S^T, dP^T are issued before waiting for chunk j - 1's dK (which then
+  // releases its Q, dO stage), so the tensor cores have this warpgroup's next GEMMs queued.
   int stage = 0, phase = 0, buf = 0;
   int prev_stage = -1;  // the previous chunk's stage (pipelined: still read by its dK in flight)
   for (; !cur.done();) {
-    const int bits = cur.bits;
+    const int q0 = cur.pos, qlen = cur.length(), bits = cur.bits, h = hk * group + cur.pass;
     cur.next(p.mask);
     const bool partial = C::kHasPartial && bits >= 0;
 
@@ -542,18 +546,33 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     }
     warpgroup_fence_operand(accdQ);
 
-    // dQ staged for the writer warp (once it has read the previous chunk's), 8-byte stores.
-    if (prev_stage >= 0) cutlass::arch::NamedBarrier::sync(C::kDqSyncThreads, C::kBarDqEmpty);
+    if constexpr (C::kDqWriter) {
+      // dQ staged for the writer warp (once it has read the previous chunk's), 8-byte stores.
+      if (prev_stage >= 0) cutlass::arch::NamedBarrier::sync(C::kDqSyncThreads, C::kBarDqEmpty);
 #pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {
-      float* row = ss.dq + (16 * wi + g + 8 * hh) * C::kDqPitch + 64 * cwg + 2 * tq;
+      for (int hh = 0; hh < 2; ++hh) {
+        float* row = ss.dq + (16 * wi + g + 8 * hh) * C::kDqPitch + 64 * cwg + 2 * tq;
 #pragma unroll
-      for (int j = 0; j < 8; ++j)
-        *reinterpret_cast<float2*>(row + 8 * j) =
-            make_float2(accdQ(4 * j + 2 * hh), accdQ(4 * j + 2 * hh + 1));
+        for (int j = 0; j < 8; ++j)
+          *reinterpret_cast<float2*>(row + 8 * j) =
+              make_float2(accdQ(4 * j + 2 * hh), accdQ(4 * j + 2 * hh + 1));
+      }
+      cutlass::arch::fence_view_async_shared();
+      cutlass::arch::NamedBarrier::arrive(C::kDqSyncThreads, C::kBarDqFull);
+    } else {
+      // dQ added to the fp32 accumulator, the chunk's rows only.
+      float* dq = w.dq_accum + h * D + 64 * cwg + 2 * tq;
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int r = 16 * wi + g + 8 * hh;
+        if (r < qlen) {
+          float* row = dq + (q0 + r) * q_stride;
+#pragma unroll
+          for (int j = 0; j < 8; ++j)
+            flash::ptx::atomic_add2(row + 8 * j, accdQ(4 * j + 2 * hh), accdQ(4 * j + 2 * hh + 1));
+        }
+      }
     }
-    cutlass::arch::fence_view_async_shared();
-    cutlass::arch::NamedBarrier::arrive(C::kDqSyncThreads, C::kBarDqFull);
 
     prev_stage = stage;
     buf ^= 1;
@@ -608,8 +627,8 @@ template <DType Dt, int D>
 void launch_backward_main(const BwdParams& p, const BwdWork& w, Stream stream) {
   using T = typename Elem<Dt>::type;
   const flash::Shape& s = p.shape;
-  auto launch = [&](auto has_partial, auto pipelined) {
-    using C = BwdConfig<T, D, decltype(has_partial)::value, decltype(pipelined)::value>;
+  auto launch = [&](auto has_partial, auto flags) {
+    using C = BwdConfig<T, D, decltype(has_partial)::value, decltype(flags)::value>;
     using namespace cute;
     BwdKernelParams<C> kp{};
     auto gmem = [&](const void* ptr, int seqlen, int heads) {
@@ -638,16 +657,18 @@ void launch_backward_main(const BwdParams& p, const BwdWork& w, Stream stream) {
     check_cuda(cudaGetLastError(), "backward launch");
   };
 
-  auto with_partial = [&](auto pipelined) {
+  auto with_partial = [&](auto flags) {
     if (p.mask.has_partial)
-      launch(std::true_type{}, pipelined);
+      launch(std::true_type{}, flags);
     else
-      launch(std::false_type{}, pipelined);
+      launch(std::false_type{}, flags);
   };
-  if (backward_flags() & kBwdPipelined)
-    with_partial(std::true_type{});
-  else
-    with_partial(std::false_type{});
+  switch (backward_flags() & (kBwdPipelined | kBwdDqWriter)) {
+    case 0: with_partial(std::integral_constant<int, 0>{}); break;
+    case 1: with_partial(std::integral_constant<int, 1>{}); break;
+    case 2: with_partial(std::integral_constant<int, 2>{}); break;
+    default: with_partial(std::integral_constant<int, 3>{}); break;
+  }
 }
 
 template <DType Dt, int D>
