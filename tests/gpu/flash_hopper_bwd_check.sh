@@ -10,7 +10,8 @@
 #             an existing binary with BASE_BIN
 #   test      TEST_FILTER (default: every flash_hopper backward test and the backend's own)
 #   testall   every flash_hopper test (forward too)
-#   ncu       ncu on one backward launch (NCU_ARGS: default full mask, 8K, GQA 64:8), sections
+#   ncu       ncu on one backward launch (NCU_ARGS: default full mask, 8K, GQA 64:8; at most
+#             NCU_TIMEOUT seconds, default 60, per profile), sections
 #             SpeedOfLight, ComputeWorkloadAnalysis, MemoryWorkloadAnalysis, WarpStateStats,
 #             SchedulerStats; of the base tree too when it was built
 #   bench     longattn bench --backend $BENCH_BACKENDS (flash_hopper,cudnn) $BENCH_ARGS fwdbwd,
@@ -110,7 +111,9 @@ stage_ncu() {
   [ "$(left)" -gt 40 ] || return
   find_base
   prof() {  # $1 binary, $2 name
-    timeout $(( $(left) > 20 ? $(left) - 10 : 10 )) ncu --clock-control none -k regex:flash_hopper_bwd -c 1 \
+    # Its own limit: after the report ncu's shutdown of the benchmark process hung once.
+    local lim=$(( $(left) - 10 )); [ $lim -gt ${NCU_TIMEOUT:-60} ] && lim=${NCU_TIMEOUT:-60}
+    timeout $lim ncu --clock-control none -k regex:flash_hopper_bwd -c 1 \
       --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
       --section MemoryWorkloadAnalysis_Tables --section WarpStateStats --section SchedulerStats \
       --section LaunchStats -f -o "$OUT/ncu_$2" "$1" bench --backend flash_hopper \
