@@ -271,7 +271,9 @@ __global__ void __launch_bounds__(C::kThreads, 1)
         const int h = hk * group + cur.pass, q0 = cur.pos, qlen = cur.length();
         const std::int64_t base = std::int64_t(h) * p.shape.seqlen_q + q0;
         Barrier::wait(&ss.qdo_empty[stage], phase ^ 1);
-#pragma unroll 1  // unrolled, ptxas spilled this 24-register warp's shared-memory base (an L2 reload per chunk)
+        // Not unrolled: unrolled, ptxas spilled this 24-register warp's shared-memory base (an
+        // L2 round trip per chunk).
+#pragma unroll 1
         for (int r = lane; r < kBlockM; r += 32) {
           const bool in = r < qlen;
           ss.lse2[stage][r] = in ? __ldg(w.lse2 + base + r) : INFINITY;

@@ -26,7 +26,7 @@ int forward_flags();
 
 // Schedules of the backward kernel (bwd_kernel.cuh), as bits.
 enum BwdFlags : int {
-  kBwdPipelined = 1,  // dQ before dK (dK from the shared dS tile), next chunk's S, dP before dK's wait
+  kBwdPipelined = 1,  // dQ before dK (dK from the dS tile), next chunk's S, dP before dK's wait
   kBwdDqWriter = 2,   // dQ staged in shared memory, added by a writer warp (bulk reduction per row)
 };
 // The first schedule with per-thread dQ atomics: flags 3 (both) measured slower (NOTES.md).
