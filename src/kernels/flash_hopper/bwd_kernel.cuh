@@ -5,16 +5,21 @@
 //   warpgroup 0, producer (registers lowered): one thread issues TMA loads of K, V once and, per
 //     query chunk, of Q and dO into a kStages-deep ring ("full": transaction bytes, "empty": the
 //     consumer warps); a second warp copies the chunk's lse2 and delta rows into the same stage
-//     (+inf / 0 past the chunk's rows, so those rows contribute nothing);
+//     (+inf / 0 past the chunk's rows, so those rows contribute nothing); with kBwdDqWriter a
+//     third warp adds each chunk's dQ, staged in shared memory by the consumers, into the fp32
+//     workspace with bulk reductions (cp.reduce.async.bulk, one per row);
 //   warpgroups 1, 2, consumers (registers raised): 64 keys each. Transposed scores, so that P^T
 //     and dS^T come out of the accumulators already in the A-operand layout of dV, dK:
 //       S^T = K Q^T, dP^T = V dO^T            (wgmma SS, M = keys, N = queries, K = D)
 //       P^T = exp2(S^T scale log2e - lse2)    (mask bits on partial chunks, rows past the tile)
 //       dV += P^T dO                          (wgmma RS, B = dO through an MN-major view)
-//       dS^T = P^T (dP^T - delta)
-//       dK += dS^T Q                          (wgmma RS)
-//       dS -> shared memory (double buffered), dQ = dS K (wgmma SS, each warpgroup half of D)
-//       dQ added with fp32 atomics into the workspace (the portable path's dQ accumulator).
+//       dS^T = P^T (dP^T - delta)             -> shared dS tile (stmatrix, double buffered)
+//       dK += dS^T Q                          (wgmma RS; kBwdPipelined: SS from the dS tile)
+//       dQ = dS K                             (wgmma SS, each warpgroup half of D), added to
+//                                             the workspace with fp32 atomics (or staged for
+//                                             the writer warp)
+//     kBwdPipelined issues dQ before dK and the next chunk's S^T, dP^T before waiting for dK
+//     (BwdConfig, launch.hpp; NOTES.md has the measurements).
 // The portable kernels do the rest (flash/bwd_kernel.cuh): the preprocessing (lse2, delta), and
 // the conversion of the dQ accumulator (and of split tiles' dK, dV accumulators).
 #include "flash/bwd_kernel.cuh"
@@ -25,16 +30,21 @@ namespace longattn::flash_hopper {
 using flash::BwdParams;
 using flash::BwdWork;
 
-template <class T_, int D, bool kHasPartial_>
+template <class T_, int D, bool kHasPartial_, int kFlags>
 struct BwdConfig {
   using T = T_;
   static constexpr int kD = D;
   static constexpr bool kHasPartial = kHasPartial_;
-  // dQ: false, per-thread red.global.add.v2.f32; true, staged in shared memory and added by
-  // cp.reduce.async.bulk, one 256-byte row segment per instruction. Measured alike on H100 at
-  // 16K (NOTES.md), so the simpler atomics stay; the bulk path is kept for when the rest is faster.
-  static constexpr bool kBulkDQ = false;
-  static constexpr int kDqPitch = D / 2 + 8;  // floats per staged row (+32 bytes: no conflicts)
+  // BwdFlags (launch.hpp). kBwdPipelined: dQ before dK, dK from the shared dS tile, the next
+  // chunk's S^T, dP^T issued before waiting for dK; without it, the first schedule: dK (RS)
+  // issued before the dS barrier, dQ last, the chunk's GEMMs all done before the next chunk's.
+  // kBwdDqWriter: dQ staged in shared memory and added by a writer warp (one bulk reduction per
+  // row); without it, each consumer thread adds its dQ elements with red.global.add.v2.f32.
+  static constexpr bool kPipelined = (kFlags & kBwdPipelined) != 0;
+  static constexpr bool kDqWriter = (kFlags & kBwdDqWriter) != 0;
+  // kBwdDqWriter: the chunk's dQ staged in shared memory (fp32, rows padded to 136 floats: the
+  // consumers' 8-byte stores are conflict-free) for the writer warp's cp.reduce.async.bulk.
+  static constexpr int kDqPitch = D + 8;
   static constexpr int kBlockM = BwdTile::kRows;  // queries per step
   static constexpr int kBlockN = BwdTile::kCols;  // keys of the CTA
   static constexpr int kStages = 2;
@@ -44,6 +54,12 @@ struct BwdConfig {
   static constexpr int kWords = kBlockN / 32;  // bitmask words per query row of a partial chunk
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;
+  // Named barriers (0 is __syncthreads): both consumer warpgroups' dS halves stored; the staged
+  // dQ written (consumers arrive, the writer warp waits) and read (the writer arrives).
+  static constexpr int kBarDS = 1;
+  static constexpr int kBarDqFull = 2;
+  static constexpr int kBarDqEmpty = 3;
+  static constexpr int kDqSyncThreads = 128 * kConsumerWGs + 32;
   static_assert(kBlockM == 64 && kBlockN == 128 && D == 128, "the layouts below");
 
   using BM = cute::Int<kBlockM>;
@@ -60,6 +76,12 @@ struct BwdConfig {
   using MmaKV = decltype(cute::make_tiled_mma(
       cute::GMMA::rs_op_selector<T, T, float, cute::Shape<cute::_64, BD, BM>,
                                  cute::GMMA::Major::K, cute::GMMA::Major::MN>(),
+      WG2{}));
+  // dK: as dV, but A = dS^T from the shared dS tile (MN-major): the registers of dS are free
+  // once it is stored, which leaves room for the next chunk's S^T, dP^T while dK runs.
+  using MmaDK = decltype(cute::make_tiled_mma(
+      cute::GMMA::ss_op_selector<T, T, float, cute::Shape<cute::_64, BD, BM>,
+                                 cute::GMMA::Major::MN, cute::GMMA::Major::MN>(),
       WG2{}));
   // dQ: (queries, D) = (queries, keys) x (keys, D); one warpgroup per half of D.
   using MmaDQ = decltype(cute::make_tiled_mma(
@@ -86,6 +108,7 @@ struct BwdConfig {
 
   static constexpr int kQBytes = kBlockM * D * int(sizeof(T));   // one stage of Q (or dO)
   static constexpr int kKVBytes = kBlockN * D * int(sizeof(T));  // K (or V)
+  static constexpr int kDSBytes = kBlockM * kBlockN * int(sizeof(T));  // one dS buffer
 
   struct alignas(1024) Shared {
     cute::array_aligned<T, cute::cosize_v<SmemKV>, 1024> k;
@@ -93,7 +116,7 @@ struct BwdConfig {
     cute::array_aligned<T, cute::cosize_v<SmemQ>, 1024> q;
     cute::array_aligned<T, cute::cosize_v<SmemQ>, 1024> d_o;
     cute::array_aligned<T, cute::cosize_v<SmemDS>, 1024> ds;
-    alignas(16) float dq[kBulkDQ ? 2 : 1][kBulkDQ ? kBlockM * kDqPitch : 4];  // staged dQ
+    alignas(16) float dq[kDqWriter ? kBlockM * kDqPitch : 4];  // staged dQ of one chunk
     alignas(16) float lse2[kStages][kBlockM];
     alignas(16) float delta[kStages][kBlockM];
     alignas(8) std::uint64_t kv_full;
@@ -112,6 +135,16 @@ struct BwdConfig {
   using TmaKV = decltype(cute::make_tma_copy(cute::SM90_TMA_LOAD{}, GTensor{}, SmemKV{},
                                              cute::Shape<BN, BD>{}, cute::_1{}));
 };
+
+// Four 8 x 8 matrices of 16-bit elements, transposed on the way (lane l gives row l % 8 of matrix
+// l / 8; register i holds the pair of matrix i that the mma accumulator layout gives the lane).
+__device__ __forceinline__ void stmatrix_x4_trans(std::uint32_t addr, std::uint32_t r0,
+                                                  std::uint32_t r1, std::uint32_t r2,
+                                                  std::uint32_t r3) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(addr),
+               "r"(r0), "r"(r1), "r"(r2), "r"(r3)
+               : "memory");
+}
 
 template <class C>
 struct BwdKernelParams {
@@ -238,7 +271,9 @@ __global__ void __launch_bounds__(C::kThreads, 1)
         const int h = hk * group + cur.pass, q0 = cur.pos, qlen = cur.length();
         const std::int64_t base = std::int64_t(h) * p.shape.seqlen_q + q0;
         Barrier::wait(&ss.qdo_empty[stage], phase ^ 1);
-#pragma unroll
+        // Not unrolled: unrolled, ptxas spilled this 24-register warp's shared-memory base (an
+        // L2 round trip per chunk).
+#pragma unroll 1
         for (int r = lane; r < kBlockM; r += 32) {
           const bool in = r < qlen;
           ss.lse2[stage][r] = in ? __ldg(w.lse2 + base + r) : INFINITY;
@@ -250,6 +285,34 @@ __global__ void __launch_bounds__(C::kThreads, 1)
           phase ^= 1;
         }
       }
+    } else if (C::kDqWriter && warp == 2) {
+      // dQ writer: once the consumers staged a chunk's dQ, add its rows (those of the chunk
+      // only) into the fp32 workspace, one bulk reduction of D floats per row; the staging tile
+      // is free again once the copy engine has read it.
+      const std::int64_t q_stride = std::int64_t(p.shape.heads_q) * D;
+      const std::uint32_t staged = cute::cast_smem_ptr_to_uint(ss.dq);
+      while (!cur.done()) {
+        const int h = hk * group + cur.pass, q0 = cur.pos, qlen = cur.length();
+        cur.next(p.mask);
+        cutlass::arch::NamedBarrier::sync(C::kDqSyncThreads, C::kBarDqFull);
+        if (lane == 0) {  // bulk operations are uniform: one thread issues them all
+          float* dst = w.dq_accum + q0 * q_stride + h * D;
+#pragma unroll 1
+          for (int r = 0; r < qlen; ++r, dst += q_stride) {
+            asm volatile(
+                "cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;" ::"l"(
+                    dst),
+                "r"(staged + r * C::kDqPitch * 4), "n"(D * 4)
+                : "memory");
+          }
+          asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+          asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
+        }
+        __syncwarp();
+        // The consumers wait for this before staging their next chunk (none after the last).
+        if (!cur.done()) cutlass::arch::NamedBarrier::arrive(C::kDqSyncThreads, C::kBarDqEmpty);
+      }
+      if (lane == 0) asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
     }
     return;
   }
@@ -266,9 +329,11 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 
   typename C::MmaSdP mma_sdp;
   typename C::MmaKV mma_kv;
+  typename C::MmaDK mma_dk;
   typename C::MmaDQ mma_dq;
   auto thr_sdp = mma_sdp.get_thread_slice(ctid);
   auto thr_kv = mma_kv.get_thread_slice(ctid);
+  auto thr_dk = mma_dk.get_thread_slice(ctid);
   auto thr_dq = mma_dq.get_thread_slice(ctid);
   Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename C::SmemKV{});
   Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename C::SmemKV{});
@@ -286,9 +351,10 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   Tensor tSrdO = thr_sdp.partition_fragment_B(sdO);
   Tensor tKVrdOt = thr_kv.partition_fragment_B(sdOt);  // (MMA, 1, queries / 16, stage)
   Tensor tKVrQt = thr_kv.partition_fragment_B(sQt);
+  Tensor tDKrdSt = thr_dk.partition_fragment_A(sdSt);  // (MMA, 1, queries / 16, buffer)
+  Tensor tDKrQt = thr_dk.partition_fragment_B(sQt);    // (MMA, 1, queries / 16, stage)
   Tensor tQrdS = thr_dq.partition_fragment_A(sdS);    // (MMA, 1, keys / 16, buffer)
   Tensor tQrKt = thr_dq.partition_fragment_B(sKt);    // (MMA, 1, keys / 16)
-  Tensor tdSsdS = thr_sdp.partition_C(sdSt);          // (MMA, 1, 1, buffer): dS^T's elements
 
   Tensor accS = partition_fragment_C(mma_sdp, Shape<Int<C::kBlockN>, Int<kBlockM>>{});
   Tensor accdP = partition_fragment_C(mma_sdp, Shape<Int<C::kBlockN>, Int<kBlockM>>{});
@@ -305,15 +371,58 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   clear(accdK);
 
   const float sl2 = p.shape.scale * kLog2e;
-  const std::int64_t q_stride = std::int64_t(p.shape.heads_q) * D;
   const bool short_k = valid_k < C::kBlockN;
+  const std::int64_t q_stride = std::int64_t(p.shape.heads_q) * D;
   TxBarrier::wait(&ss.kv_full, 0);
 
+  // This lane's row address for stmatrix: matrix l / 8 of an x4 is (query block 2 m + l / 16,
+  // key row block hh = (l / 8) % 2); row l % 8 of it is query 8 (2 m + l / 16) + l % 8, whose
+  // 8 keys 64 cwg + 16 wi + 8 hh are 16 bytes of a 128-byte row of the K-major SW128 dS tile
+  // (16-byte chunks XOR-ed with the row % 8; the 64-key halves 8 KB apart).
+  const std::uint32_t ds_addr =
+      cute::cast_smem_ptr_to_uint(ss.ds.data()) + cwg * (C::kDSBytes / 2) +
+      ((lane / 16) * 8 + lane % 8) * 128 + ((32 * wi + 16 * ((lane / 8) % 2)) ^ ((lane % 8) << 4));
+
+  // S^T = K Q^T, dP^T = V dO^T of the chunk in stage st (two commit groups).
+  auto issue_sdp = [&](int st) {
+    warpgroup_fence_operand(accS);
+    warpgroup_fence_operand(accdP);
+    warpgroup_arrive();
+    mma_sdp.accumulate_ = GMMA::ScaleOut::Zero;
+#pragma unroll
+    for (int kb = 0; kb < size<2>(tSrK); ++kb) {
+      gemm(mma_sdp, tSrK(_, _, kb), tSrQ(_, _, kb, st), accS);
+      mma_sdp.accumulate_ = GMMA::ScaleOut::One;
+    }
+    warpgroup_commit_batch();
+    mma_sdp.accumulate_ = GMMA::ScaleOut::Zero;
+#pragma unroll
+    for (int kb = 0; kb < size<2>(tSrV); ++kb) {
+      gemm(mma_sdp, tSrV(_, _, kb), tSrdO(_, _, kb, st), accdP);
+      mma_sdp.accumulate_ = GMMA::ScaleOut::One;
+    }
+    warpgroup_commit_batch();
+  };
+
+  // Pipelined, chunk j's S^T, dP^T are issued before waiting for chunk j - 1's dK (which then
+  // releases its Q, dO stage), so the tensor cores have this warpgroup's next GEMMs queued.
   int stage = 0, phase = 0, buf = 0;
+  int prev_stage = -1;  // the previous chunk's stage (pipelined: still read by its dK in flight)
   for (; !cur.done();) {
     const int q0 = cur.pos, qlen = cur.length(), bits = cur.bits, h = hk * group + cur.pass;
     cur.next(p.mask);
     const bool partial = C::kHasPartial && bits >= 0;
+
+    TxBarrier::wait(&ss.qdo_full[stage], phase);
+    issue_sdp(stage);
+    if constexpr (C::kPipelined) {
+      warpgroup_wait<2>();  // the previous chunk's dK done (nothing else in flight before it)
+      warpgroup_fence_operand(accdK);
+      if (prev_stage >= 0) {
+        __syncwarp();
+        if (lane == 0) Barrier::arrive(&ss.qdo_empty[prev_stage]);
+      }
+    }
 
     // Mask bits of this thread's pairs: query row qc = 8 ni + 2 tq + e of the chunk's bitmask,
     // word (keys / 32) of both key rows; packed as bit 2 (2 ni + e) + hh.
@@ -336,27 +445,8 @@ __global__ void __launch_bounds__(C::kThreads, 1)
         if (krow0 + 8 * hh >= valid_k) allowed &= ~(0x55555555u << hh);
     }
 
-    // S^T = K Q^T, dP^T = V dO^T (two commit groups)
-    TxBarrier::wait(&ss.qdo_full[stage], phase);
-    warpgroup_fence_operand(accS);
-    warpgroup_fence_operand(accdP);
-    warpgroup_arrive();
-    mma_sdp.accumulate_ = GMMA::ScaleOut::Zero;
-#pragma unroll
-    for (int kb = 0; kb < size<2>(tSrK); ++kb) {
-      gemm(mma_sdp, tSrK(_, _, kb), tSrQ(_, _, kb, stage), accS);
-      mma_sdp.accumulate_ = GMMA::ScaleOut::One;
-    }
-    warpgroup_commit_batch();
-    mma_sdp.accumulate_ = GMMA::ScaleOut::Zero;
-#pragma unroll
-    for (int kb = 0; kb < size<2>(tSrV); ++kb) {
-      gemm(mma_sdp, tSrV(_, _, kb), tSrdO(_, _, kb, stage), accdP);
-      mma_sdp.accumulate_ = GMMA::ScaleOut::One;
-    }
-    warpgroup_commit_batch();
     Barrier::wait(&ss.stat_full[stage], phase);
-    warpgroup_wait<1>();
+    warpgroup_wait<1>();  // S^T done (dP^T may still run)
     warpgroup_fence_operand(accS);
 
     // P^T. Accumulator element i: key row hh = (i / 2) % 2, query column 8 (i / 4) + 2 tq + i % 2.
@@ -392,7 +482,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     warpgroup_fence_operand(accdV);
 
     // dS^T = P^T (dP^T - delta)
-    warpgroup_wait<1>();
+    warpgroup_wait<1>();  // dP^T done (dV may still run)
     warpgroup_fence_operand(accdP);
 #pragma unroll
     for (int ni = 0; ni < 8; ++ni) {
@@ -407,24 +497,32 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 #pragma unroll
     for (int i = 0; i < 32; ++i) rdS(i) = static_cast<T>(accdP(i));
 
-    // dK += dS^T Q
-    warpgroup_fence_operand(rdS);
-    warpgroup_fence_operand(accdK);
-    warpgroup_arrive();
+    if constexpr (!C::kPipelined) {  // dK += dS^T Q from registers
+      warpgroup_fence_operand(rdS);
+      warpgroup_fence_operand(accdK);
+      warpgroup_arrive();
 #pragma unroll
-    for (int kb = 0; kb < size<2>(rdS); ++kb)
-      gemm(mma_kv, rdS(_, _, kb), tKVrQt(_, _, kb, stage), accdK);
-    warpgroup_commit_batch();
-    warpgroup_fence_operand(accdK);
+      for (int kb = 0; kb < size<2>(rdS); ++kb)
+        gemm(mma_kv, rdS(_, _, kb), tKVrQt(_, _, kb, stage), accdK);
+      warpgroup_commit_batch();
+      warpgroup_fence_operand(accdK);
+    }
 
     // dS into shared memory (buffer buf; the other buffer may still be read by the other
     // warpgroup's previous dQ), visible to wgmma's async proxy, then both halves present.
+    // stmatrix .trans writes each 8 x 8 block (8 keys x 8 queries of dS^T) as 8 query rows of
+    // 16 bytes: 4 instructions instead of 32 two-byte stores.
+    {
+      const auto packed = recast<std::uint32_t>(rdS);  // pair 2 ni + hh: key row hh, queries 8 ni
 #pragma unroll
-    for (int i = 0; i < 32; ++i) tdSsdS(i, 0, 0, buf) = rdS(i);
+      for (int m = 0; m < 4; ++m)
+        stmatrix_x4_trans(ds_addr + buf * C::kDSBytes + m * 2048, packed(4 * m), packed(4 * m + 1),
+                          packed(4 * m + 2), packed(4 * m + 3));
+    }
     cutlass::arch::fence_view_async_shared();
-    cutlass::arch::NamedBarrier::sync(2 * 128, 1);
+    cutlass::arch::NamedBarrier::sync(2 * 128, C::kBarDS);
 
-    // dQ = dS K
+    // dQ = dS K (then, pipelined, dK += dS^T Q: dQ first, so that its staging overlaps dK).
     warpgroup_fence_operand(accdQ);
     warpgroup_arrive();
     mma_dq.accumulate_ = GMMA::ScaleOut::Zero;
@@ -434,39 +532,37 @@ __global__ void __launch_bounds__(C::kThreads, 1)
       mma_dq.accumulate_ = GMMA::ScaleOut::One;
     }
     warpgroup_commit_batch();
-    warpgroup_wait<1>();  // dV, dK done: Q, dO of this stage are free
-    __syncwarp();
-    if (lane == 0) Barrier::arrive(&ss.qdo_empty[stage]);
-    warpgroup_wait<0>();
+    if constexpr (C::kPipelined) {
+      warpgroup_fence_operand(accdK);
+#pragma unroll
+      for (int kb = 0; kb < size<2>(tDKrdSt); ++kb)
+        gemm(mma_dk, tDKrdSt(_, _, kb, buf), tDKrQt(_, _, kb, stage), accdK);
+      warpgroup_commit_batch();
+      warpgroup_fence_operand(accdK);
+      warpgroup_wait<1>();  // dV, dQ done (dK may still run)
+    } else {
+      warpgroup_wait<1>();  // dV, dK done: Q, dO of this stage are free
+      __syncwarp();
+      if (lane == 0) Barrier::arrive(&ss.qdo_empty[stage]);
+      warpgroup_wait<0>();
+    }
     warpgroup_fence_operand(accdQ);
 
-    if constexpr (C::kBulkDQ) {
-      // This warpgroup's 64 x 64 block of dQ: staged, then thread t < qlen adds row t.
-      const int wtid = ctid % 128;
-      float* staged = ss.dq[cwg];
-      if (wtid < kBlockM) cute::tma_store_wait<0>();  // the previous step's rows were read
-      cutlass::arch::NamedBarrier::sync(128, 2 + cwg);
+    if constexpr (C::kDqWriter) {
+      // dQ staged for the writer warp (once it has read the previous chunk's), 8-byte stores.
+      if (prev_stage >= 0) cutlass::arch::NamedBarrier::sync(C::kDqSyncThreads, C::kBarDqEmpty);
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
-        float* row = staged + (16 * wi + g + 8 * hh) * C::kDqPitch + 2 * tq;
+        float* row = ss.dq + (16 * wi + g + 8 * hh) * C::kDqPitch + 64 * cwg + 2 * tq;
 #pragma unroll
         for (int j = 0; j < 8; ++j)
           *reinterpret_cast<float2*>(row + 8 * j) =
               make_float2(accdQ(4 * j + 2 * hh), accdQ(4 * j + 2 * hh + 1));
       }
       cutlass::arch::fence_view_async_shared();
-      cutlass::arch::NamedBarrier::sync(128, 2 + cwg);
-      if (wtid < qlen) {
-        float* dst = w.dq_accum + (q0 + wtid) * q_stride + h * D + 64 * cwg;
-        const std::uint32_t src = cute::cast_smem_ptr_to_uint(staged + wtid * C::kDqPitch);
-        asm volatile(
-            "cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;" ::"l"(
-                dst),
-            "r"(src), "n"(D / 2 * 4)
-            : "memory");
-        cute::tma_store_arrive();
-      }
+      cutlass::arch::NamedBarrier::arrive(C::kDqSyncThreads, C::kBarDqFull);
     } else {
+      // dQ added to the fp32 accumulator, the chunk's rows only.
       float* dq = w.dq_accum + h * D + 64 * cwg + 2 * tq;
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
@@ -475,21 +571,21 @@ __global__ void __launch_bounds__(C::kThreads, 1)
           float* row = dq + (q0 + r) * q_stride;
 #pragma unroll
           for (int j = 0; j < 8; ++j)
-            flash::ptx::atomic_add2(row + 8 * j, accdQ(4 * j + 2 * hh),
-                                    accdQ(4 * j + 2 * hh + 1));
+            flash::ptx::atomic_add2(row + 8 * j, accdQ(4 * j + 2 * hh), accdQ(4 * j + 2 * hh + 1));
         }
       }
     }
 
+    prev_stage = stage;
     buf ^= 1;
     if (++stage == kStages) {
       stage = 0;
       phase ^= 1;
     }
   }
-
-  if constexpr (C::kBulkDQ) {  // the staged rows stay in place until the adds are done
-    if (ctid % 128 < kBlockM) asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
+  if constexpr (C::kPipelined) {
+    warpgroup_wait<0>();  // the last dK (its stage needs no release: nothing more is loaded)
+    warpgroup_fence_operand(accdK);
   }
 
   // ---- epilogue: dK (scaled) and dV, rows of the tile only ------------------------------------
@@ -533,8 +629,8 @@ template <DType Dt, int D>
 void launch_backward_main(const BwdParams& p, const BwdWork& w, Stream stream) {
   using T = typename Elem<Dt>::type;
   const flash::Shape& s = p.shape;
-  auto launch = [&](auto has_partial) {
-    using C = BwdConfig<T, D, decltype(has_partial)::value>;
+  auto launch = [&](auto has_partial, auto flags) {
+    using C = BwdConfig<T, D, decltype(has_partial)::value, decltype(flags)::value>;
     using namespace cute;
     BwdKernelParams<C> kp{};
     auto gmem = [&](const void* ptr, int seqlen, int heads) {
@@ -563,10 +659,18 @@ void launch_backward_main(const BwdParams& p, const BwdWork& w, Stream stream) {
     check_cuda(cudaGetLastError(), "backward launch");
   };
 
-  if (p.mask.has_partial)
-    launch(std::true_type{});
-  else
-    launch(std::false_type{});
+  auto with_partial = [&](auto flags) {
+    if (p.mask.has_partial)
+      launch(std::true_type{}, flags);
+    else
+      launch(std::false_type{}, flags);
+  };
+  switch (backward_flags() & (kBwdPipelined | kBwdDqWriter)) {
+    case 0: with_partial(std::integral_constant<int, 0>{}); break;
+    case 1: with_partial(std::integral_constant<int, 1>{}); break;
+    case 2: with_partial(std::integral_constant<int, 2>{}); break;
+    default: with_partial(std::integral_constant<int, 3>{}); break;
+  }
 }
 
 template <DType Dt, int D>

@@ -20,6 +20,14 @@ int forward_flags() {
   return flags;
 }
 
+int backward_flags() {
+  static const int flags = [] {
+    const char* s = std::getenv("LONGATTN_HOPPER_BWD_FLAGS");
+    return s && *s ? std::atoi(s) : int(kDefaultBwdFlags);
+  }();
+  return flags;
+}
+
 TileShape forward_tile(int head_dim) {
   if (!supported_head_dim(head_dim))
     throw InputError(fmt::format("flash_hopper: head_dim {} is not 64 or 128", head_dim));

@@ -24,6 +24,17 @@ constexpr int kDefaultFlags = kOverlap | kPingPong | kPersistent;
 // planning (forward_tile) and the launch both follow it.
 int forward_flags();
 
+// Schedules of the backward kernel (bwd_kernel.cuh), as bits.
+enum BwdFlags : int {
+  kBwdPipelined = 1,  // dQ before dK (dK from the dS tile), next chunk's S, dP before dK's wait
+  kBwdDqWriter = 2,   // dQ staged in shared memory, added by a writer warp (bulk reduction per row)
+};
+// The first schedule with per-thread dQ atomics: flags 3 (both) measured slower (NOTES.md).
+constexpr int kDefaultBwdFlags = 0;
+
+// LONGATTN_HOPPER_BWD_FLAGS (an integer of BwdFlags bits) or kDefaultBwdFlags; read once.
+int backward_flags();
+
 // Tile shape shared by the kernel and the host-side planning.
 struct FwdTile {
   static constexpr int kRows = 128;      // queries per CTA: 2 consumer warpgroups x 64 rows
