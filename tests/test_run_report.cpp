@@ -84,6 +84,12 @@ TEST(RunReport, NamesEveryCommitOfAResumedRun) {
   const Report two = build_report(std::span<const report::Run>(&run, 1));
   EXPECT_NE(two.markdown.find("| abc (5), def (3) |"), std::string::npos) << two.markdown;
   EXPECT_NE(two.html.find("abc (5), def (3)"), std::string::npos);
+  // Records 5..7 are the 16K causal cudnn, shared_question cudnn and flash: the 16K winners
+  // compare two commits and say so; the 4K ones do not.
+  EXPECT_NE(two.markdown.find("| causal | 64:8 | 16K | flash (316) † |"), std::string::npos) << two.markdown;
+  EXPECT_NE(two.markdown.find("| causal | 64:8 | 4K | cudnn (310) | flash (250) |"), std::string::npos);
+  EXPECT_NE(two.markdown.find("measured at different commits"), std::string::npos);
+  EXPECT_EQ(one.markdown.find("†"), std::string::npos);
 }
 
 TEST(RunReport, ChartsSupportMatrixAndWinners) {

@@ -194,9 +194,13 @@ Report build_report(std::span<const Run> runs) {
   std::map<LengthKey, std::map<std::string, std::map<std::string, double>>> per_mask;
   // sparse: (phase, pattern, S, heads) -> series (backend, block, causal) -> (keep, TF/s)
   std::map<Key, std::map<std::string, Series>> sparse;
-  // winners: (phase, pattern, heads, S) -> (TF/s, label)
-  std::map<std::tuple<std::string, std::string, std::string, long long>,
-           std::pair<double, std::string>> winners;
+  // winners: (phase, pattern, heads, S) -> the fastest and the commits of every contender
+  struct Winner {
+    double tflops = 0;
+    std::string label;
+    std::set<std::string> commits;  // more than one: the comparison spans commits (and calls)
+  };
+  std::map<std::tuple<std::string, std::string, std::string, long long>, Winner> winners;
   std::set<std::string> backends_seen;
 
   for (const Row& row : rows) {
@@ -231,7 +235,10 @@ Report build_report(std::span<const Run> runs) {
       speed[k][label].points.push_back({s, *tf});
       per_mask[{phase, heads, d, dtype, (long long)s}][label][pattern] = *tf;
       auto& w = winners[{phase, pattern, heads, (long long)s}];
-      if (*tf > w.first) w = {*tf, label};
+      if (*tf > w.tflops) w.tflops = *tf, w.label = label;
+      w.commits.insert(r.contains("environment") && r["environment"].is_object()
+                           ? get_or<std::string>(r["environment"], "git_commit", "")
+                           : std::string());
     }
     const json& mem = r.value("memory", json::object());
     if (auto it = mem.find("peak_gib"); it != mem.end() && it->is_number()) {
@@ -363,11 +370,17 @@ Report build_report(std::span<const Run> runs) {
             "<th>S</th><th>forward</th><th>backward</th></tr>";
     md += "\n## Fastest backend per mask and length (median TF/s)\n\n| mask | heads | S | forward | backward |\n|---|---|---|---|---|\n";
     std::set<std::tuple<std::string, std::string, long long>> points;
-    for (auto& [k, _] : winners) points.insert({std::get<1>(k), std::get<2>(k), std::get<3>(k)});
+    bool spans_commits = false;
+    for (auto& [k, w] : winners) {
+      points.insert({std::get<1>(k), std::get<2>(k), std::get<3>(k)});
+      spans_commits |= w.commits.size() > 1;
+    }
     for (auto& [pattern, heads, s] : points) {
       auto cell = [&](const char* phase) -> std::string {
         auto it = winners.find({phase, pattern, heads, s});
-        return it == winners.end() ? "" : fmt::format("{} ({:.0f})", it->second.second, it->second.first);
+        if (it == winners.end()) return "";
+        const Winner& w = it->second;
+        return fmt::format("{} ({:.0f}){}", w.label, w.tflops, w.commits.size() > 1 ? " †" : "");
       };
       body += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", esc(pattern),
                           esc(heads), short_count(double(s)), esc(cell("fwd")), esc(cell("bwd")));
@@ -375,6 +388,12 @@ Report build_report(std::span<const Run> runs) {
                         cell("bwd"));
     }
     body += "</table>";
+    if (spans_commits) {
+      const char* note = "† the backends at this point were measured at different commits (a resumed "
+                         "or combined run; see the runs table): the comparison spans calls.";
+      body += fmt::format("<p>{}</p>", note);
+      md += fmt::format("\n{}\n", note);
+    }
   }
   body += cp.fastest_html;
   md += cp.fastest_markdown;
