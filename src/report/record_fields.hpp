@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "longattn/error.hpp"
 
@@ -18,6 +19,13 @@ T get_or(const nlohmann::json& j, const char* key, T fallback) {
   } catch (const nlohmann::json::exception&) {
     throw InputError(fmt::format("record field '{}' has the wrong type: {}", key, it->dump()));
   }
+}
+
+// The commit a record was measured at ("" when its environment does not say).
+inline std::string commit_of(const nlohmann::json& record) {
+  auto env = record.find("environment");
+  return env != record.end() && env->is_object() ? get_or<std::string>(*env, "git_commit", "")
+                                                 : std::string();
 }
 
 }  // namespace longattn::report

@@ -125,9 +125,7 @@ namespace {
 std::string commits_of(const std::vector<json>& records) {
   std::vector<std::pair<std::string, int>> seen;
   for (const json& r : records) {
-    const std::string c = r.contains("environment") && r["environment"].is_object()
-                              ? get_or<std::string>(r["environment"], "git_commit", "")
-                              : std::string();
+    const std::string c = commit_of(r);
     auto it = std::find_if(seen.begin(), seen.end(), [&](const auto& s) { return s.first == c; });
     if (it == seen.end()) seen.emplace_back(c, 1);
     else ++it->second;
@@ -236,9 +234,7 @@ Report build_report(std::span<const Run> runs) {
       per_mask[{phase, heads, d, dtype, (long long)s}][label][pattern] = *tf;
       auto& w = winners[{phase, pattern, heads, (long long)s}];
       if (*tf > w.tflops) w.tflops = *tf, w.label = label;
-      w.commits.insert(r.contains("environment") && r["environment"].is_object()
-                           ? get_or<std::string>(r["environment"], "git_commit", "")
-                           : std::string());
+      w.commits.insert(commit_of(r));
     }
     const json& mem = r.value("memory", json::object());
     if (auto it = mem.find("peak_gib"); it != mem.end() && it->is_number()) {
