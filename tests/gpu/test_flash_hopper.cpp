@@ -1,9 +1,9 @@
 // The sm_90a kernels (flash_hopper) against the CPU reference: all 12 static masks x
 // S in {1, 77, 1000, 2049, 4096} x bf16, fp16 x MHA, GQA, forward O and LSE at head dim 128 and
-// 64 (S up to 2049 at 64), backward dQ, dK, dV at head dim 128, plus hand-made masks with empty
-// rows and tiles, seqlen_q != seqlen_k, rejected inputs and the benchmark backend's support
-// answers. LONGATTN_HOPPER_FWD_FLAGS picks the forward's scheduling variant (fwd_kernel.cuh) for
-// the whole run. Built only when the flash_hopper backend is (CUDA architectures with 90a).
+// 64 (S up to 2049 at 64), backward dQ, dK, dV likewise, plus hand-made masks with empty rows and
+// tiles, seqlen_q != seqlen_k, rejected inputs and the benchmark backend's support answers.
+// LONGATTN_HOPPER_FWD_FLAGS and LONGATTN_HOPPER_BWD_FLAGS pick the kernels' scheduling variants
+// (launch.hpp) for the whole run. Built only when the flash_hopper backend is (CUDA architectures with 90a).
 #include <gtest/gtest.h>
 
 #ifdef LONGATTN_WITH_FLASH_HOPPER
@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "flash/flash_tensors.hpp"
 #include "flash_test_support.hpp"
 #include "longattn/bench/backend.hpp"
 #include "longattn/error.hpp"
@@ -75,16 +76,13 @@ Outputs run_hopper(const Inputs& in, const SliceMask& mask) {
   // Poison the outputs: every element must be written.
   cuda_ok(cudaMemset(o.p, 0x7f, nq * 2), "poison");
   cuda_ok(cudaMemset(lse.p, 0x7f, nl * 4), "poison");
-  flash::FwdParams fp;
-  fp.shape = fs;
-  fp.dtype = in.dtype;
-  fp.q = q.p;
-  fp.k = k.p;
-  fp.v = v.p;
-  fp.o = o.p;
-  fp.lse = static_cast<float*>(lse.p);
-  fp.mask = dm.view();
-  flash_hopper::run_forward(fp, nullptr);
+  bench::Tensors t;
+  t.q = q.p;
+  t.k = k.p;
+  t.v = v.p;
+  t.o = o.p;
+  t.lse = static_cast<float*>(lse.p);
+  flash_hopper::run_forward(bench::forward_params(fs, in.dtype, t, dm.view()), nullptr);
   cuda_ok(cudaDeviceSynchronize(), "forward");
   std::vector<std::uint16_t> h(nq);
   cuda_ok(cudaMemcpy(h.data(), o.p, nq * 2, cudaMemcpyDeviceToHost), "download O");
@@ -237,14 +235,16 @@ TEST(FlashHopperBackend, RunsBothDirections) {
     p.direction = d;
     if (hopper_present()) EXPECT_FALSE(bench::check_support(*b, p).has_value());
   }
-  // Head dim 64: forward yes, backward (128 only) with its reason.
+  // Head dim 64 both ways; 96 in neither, with its reason.
   p.shape.head_dim = 64;
-  p.direction = bench::Direction::fwd;
-  if (hopper_present()) EXPECT_FALSE(bench::check_support(*b, p).has_value());
-  p.direction = bench::Direction::fwdbwd;
+  for (bench::Direction d : {bench::Direction::fwd, bench::Direction::fwdbwd}) {
+    p.direction = d;
+    if (hopper_present()) EXPECT_FALSE(bench::check_support(*b, p).has_value());
+  }
+  p.shape.head_dim = 96;
   const auto why = bench::check_support(*b, p);
   ASSERT_TRUE(why.has_value());
-  EXPECT_NE(why->find("head_dim 128 only"), std::string::npos) << *why;
+  EXPECT_NE(why->find("head_dim 64 or 128"), std::string::npos) << *why;
 }
 
 // ---- backward ---------------------------------------------------------------------------------
@@ -284,31 +284,10 @@ Grads run_hopper_backward(const Inputs& in, const std::vector<float>& d_o_host,
   cuda_ok(cudaMemset(dk.p, 0x7f, nkv * 2), "poison");
   cuda_ok(cudaMemset(dv.p, 0x7f, nkv * 2), "poison");
   cuda_ok(cudaMemset(ws.p, 0x7f, plan.workspace_bytes), "poison");
-  flash::FwdParams fp;
-  fp.shape = fs;
-  fp.dtype = in.dtype;
-  fp.q = q.p;
-  fp.k = k.p;
-  fp.v = v.p;
-  fp.o = o.p;
-  fp.lse = static_cast<float*>(lse.p);
-  fp.mask = fwd.view();
-  flash_hopper::run_forward(fp, nullptr);
-  flash::BwdParams bp;
-  bp.shape = fs;
-  bp.dtype = in.dtype;
-  bp.q = q.p;
-  bp.k = k.p;
-  bp.v = v.p;
-  bp.o = o.p;
-  bp.lse = static_cast<const float*>(lse.p);
-  bp.d_o = d_o.p;
-  bp.dq = dq.p;
-  bp.dk = dk.p;
-  bp.dv = dv.p;
-  bp.workspace = ws.p;
-  bp.mask = plan.mask.view();
-  flash_hopper::run_backward(bp, nullptr);
+  const bench::Tensors t{q.p, k.p, v.p, o.p, static_cast<float*>(lse.p), d_o.p, dq.p, dk.p, dv.p};
+  flash_hopper::run_forward(bench::forward_params(fs, in.dtype, t, fwd.view()), nullptr);
+  flash_hopper::run_backward(
+      bench::backward_params(fs, in.dtype, t, ws.p, plan.mask.view()), nullptr);
   cuda_ok(cudaDeviceSynchronize(), "forward + backward");
   out.dq = down(dq, nq);
   out.dk = down(dk, nkv);
@@ -355,9 +334,16 @@ std::vector<Case> backward_cases() {
           if (s >= 1000 && gqa != bf16) continue;
           cases.push_back({pi.pattern, s, t, hq, hkv});
         }
+    // Head dim 64 (dQ split by keys across the warpgroups): bf16 with GQA, fp16 with MHA.
+    for (Index s : {Index(1), Index(77), Index(1000), Index(2049)}) {
+      cases.push_back({pi.pattern, s, flash::DType::bf16, 6, 2, 64});
+      cases.push_back({pi.pattern, s, flash::DType::fp16, 2, 2, 64});
+    }
   }
-  for (Pattern p : {Pattern::causal, Pattern::causal_document, Pattern::sliding_window})
+  for (Pattern p : {Pattern::causal, Pattern::causal_document, Pattern::sliding_window}) {
     cases.push_back({p, 4096, flash::DType::bf16, 4, 2});
+    cases.push_back({p, 4096, flash::DType::fp16, 4, 2, 64});
+  }
   return cases;
 }
 
@@ -368,7 +354,8 @@ TEST_P(FlashHopperBackward, GradientsMatchReference) {
   const Case& c = GetParam();
   const std::uint64_t seed = 5000 + std::uint64_t(c.seqlen) * 31 + std::uint64_t(c.pattern);
   const SliceMask mask = test_mask(c.pattern, c.seqlen, seed);
-  const Inputs in = make_inputs(c.seqlen, c.seqlen, c.heads_q, c.heads_kv, c.dtype, seed);
+  const Inputs in =
+      make_inputs(c.seqlen, c.seqlen, c.heads_q, c.heads_kv, c.dtype, seed, c.head_dim);
   check_backward(in, mask, seed, case_name({c, 0}));
 }
 
@@ -384,21 +371,22 @@ TEST(FlashHopperBackwardEdges, EmptyRowsAndColumns) {
                            {{100, 128}, {30, 190}, SliceType::causal},
                            {{300, 600}, {450, 600}, SliceType::causal},
                            {{300, 600}, {0, 20}, SliceType::full}});
-  for (flash::DType t : {flash::DType::bf16, flash::DType::fp16}) {
-    const Inputs in = make_inputs(s, s, 4, 2, t, 5);
-    Grads got;
-    check_backward(in, mask, 5, "edges", &got);
-    if (got.dq.empty()) continue;
-    for (int h = 0; h < 4; ++h)
-      for (Index i = 128; i < 300; ++i)
-        for (int c = 0; c < 128; ++c) EXPECT_EQ(got.dq[(i * 4 + h) * 128 + c], 0.f);
-    for (int h = 0; h < 2; ++h)
-      for (Index j = 200; j < 450; ++j)
-        for (int c = 0; c < 128; ++c) {
-          EXPECT_EQ(got.dk[(j * 2 + h) * 128 + c], 0.f);
-          EXPECT_EQ(got.dv[(j * 2 + h) * 128 + c], 0.f);
-        }
-  }
+  for (int d : {128, 64})
+    for (flash::DType t : {flash::DType::bf16, flash::DType::fp16}) {
+      const Inputs in = make_inputs(s, s, 4, 2, t, 5, d);
+      Grads got;
+      check_backward(in, mask, 5, "edges D" + std::to_string(d), &got);
+      if (got.dq.empty()) continue;
+      for (int h = 0; h < 4; ++h)
+        for (Index i = 128; i < 300; ++i)
+          for (int c = 0; c < d; ++c) EXPECT_EQ(got.dq[(i * 4 + h) * d + c], 0.f);
+      for (int h = 0; h < 2; ++h)
+        for (Index j = 200; j < 450; ++j)
+          for (int c = 0; c < d; ++c) {
+            EXPECT_EQ(got.dk[(j * 2 + h) * d + c], 0.f);
+            EXPECT_EQ(got.dv[(j * 2 + h) * d + c], 0.f);
+          }
+    }
 }
 
 TEST(FlashHopperBackwardEdges, RectangularAndRestricted) {
@@ -417,11 +405,13 @@ TEST(FlashHopperBackwardEdges, ManyHeadsLongColumns) {
   const SliceMask mask(s, {{{0, s}, {0, s}, SliceType::full}});
   const Inputs in = make_inputs(s, s, 16, 2, flash::DType::bf16, 11);
   check_backward(in, mask, 11, "full 16:2");
+  const Inputs in64 = make_inputs(s, s, 16, 2, flash::DType::fp16, 12, 64);
+  check_backward(in64, mask, 12, "full 16:2 D64");
 }
 
 TEST(FlashHopperBackwardEdges, BadInputIsRejected) {
   const SliceMask mask(64, {{{0, 64}, {0, 64}, SliceType::causal}});
-  EXPECT_THROW(flash_hopper::backward_tile(64), InputError);
+  EXPECT_THROW(flash_hopper::backward_tile(96), InputError);
   EXPECT_THROW(flash_hopper::prepare_backward(mask, {64, 64, 3, 2, 128, 0.1f}), InputError);
   EXPECT_THROW(flash_hopper::prepare_backward(mask, {65, 64, 4, 2, 128, 0.1f}), InputError);
   int dummy = 0;
@@ -431,7 +421,7 @@ TEST(FlashHopperBackwardEdges, BadInputIsRejected) {
   p.lse = reinterpret_cast<const float*>(&dummy);
   p.shape = {64, 64, 3, 2, 128, 0.1f};  // heads_q not a multiple of heads_kv
   EXPECT_THROW(flash_hopper::run_backward(p, nullptr), InputError);
-  p.shape = {64, 64, 4, 2, 64, 0.1f};  // head_dim 64: not yet
+  p.shape = {64, 64, 4, 2, 96, 0.1f};  // head_dim 96: not built
   EXPECT_THROW(flash_hopper::run_backward(p, nullptr), InputError);
   p.shape = {64, 64, 4, 2, 128, 0.f};  // no scale
   EXPECT_THROW(flash_hopper::run_backward(p, nullptr), InputError);

@@ -12,6 +12,7 @@
 // natural log. Rows without keys give O = 0, LSE = -inf and zero gradients.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <stdexcept>
 #include <string_view>
@@ -33,6 +34,16 @@ enum class DType : std::int32_t { bf16, fp16 };
 struct DeviceOutOfMemory : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// Device memory freed with its owner (cudaFree; defined in device_mask.cpp, so that this header
+// needs no CUDA).
+struct CudaFree {
+  void operator()(void* p) const noexcept;
+};
+using DeviceAllocation = std::unique_ptr<void, CudaFree>;
+// At least 1 byte; DeviceOutOfMemory (naming `what`) when the device has no room,
+// std::runtime_error on other CUDA errors.
+DeviceAllocation allocate_device(std::size_t bytes, std::string_view what);
 
 // ---- prepared masks ---------------------------------------------------------------------------
 //
@@ -156,23 +167,18 @@ struct MaskView {
   std::int32_t split = 0;
 };
 
-// A MaskTiles copied to the device in one allocation.
+// A MaskTiles copied to the device in one allocation (movable; a moved-from one is not used).
 class DeviceMask {
  public:
   DeviceMask() = default;
   explicit DeviceMask(const MaskTiles& host);
-  DeviceMask(DeviceMask&& o) noexcept;
-  DeviceMask& operator=(DeviceMask&& o) noexcept;
-  DeviceMask(const DeviceMask&) = delete;
-  DeviceMask& operator=(const DeviceMask&) = delete;
-  ~DeviceMask();
 
   const MaskView& view() const { return view_; }
   TileShape shape() const { return shape_; }
   Index issued_area() const { return issued_area_; }
 
  private:
-  void* block_ = nullptr;
+  DeviceAllocation block_;
   MaskView view_;
   TileShape shape_;
   Index issued_area_ = 0;

@@ -1,10 +1,10 @@
 #pragma once
-// longattn's Hopper (sm_90a) forward kernel: warp-specialised, TMA loads into a shared-memory ring
-// on mbarriers, wgmma for S = Q K^T and O += P V, driven by the same prepared mask as the portable
-// flash kernels (flash.hpp) but with 128 x 128 tiles (128 query rows, 128-key chunks).
+// longattn's Hopper (sm_90a) kernels: warp-specialised, TMA loads into shared-memory rings on
+// mbarriers, wgmma for every GEMM, driven by the same prepared masks as the portable flash kernels
+// (flash.hpp); the forward with 128 x 128 tiles (128 query rows, 128-key chunks).
 //
 // Layouts as flash.hpp: Q, O [S][Hq][D]; K, V [S][Hkv][D]; LSE [Hq][S] fp32 natural log; rows
-// without keys give O = 0, LSE = -inf. Forward: head_dim 64 or 128; backward: head_dim 128.
+// without keys give O = 0, LSE = -inf. Head dim 64 or 128, forward and backward.
 #include <cstddef>
 
 #include "longattn/kernels/flash.hpp"
@@ -17,8 +17,7 @@ using flash::Stream;
 
 // The tile shape the kernel is compiled for (p.mask of run_forward must be prepared with it).
 TileShape forward_tile(int head_dim);
-bool supported_head_dim(int head_dim);           // forward
-bool supported_backward_head_dim(int head_dim);  // backward
+bool supported_head_dim(int head_dim);  // forward and backward
 
 // The forward's prepared mask on the device (query-major, forward_tile(head_dim)).
 flash::DeviceMask prepare_forward(const SliceMask& m, int head_dim);

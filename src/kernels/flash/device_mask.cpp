@@ -22,6 +22,20 @@ void put(std::vector<unsigned char>& staging, size_t at, const std::vector<T>& v
 
 }  // namespace
 
+void CudaFree::operator()(void* p) const noexcept { cudaFree(p); }
+
+DeviceAllocation allocate_device(std::size_t bytes, std::string_view what) {
+  void* p = nullptr;
+  if (const cudaError_t e = cudaMalloc(&p, bytes == 0 ? 1 : bytes); e != cudaSuccess) {
+    (void)cudaGetLastError();
+    if (e == cudaErrorMemoryAllocation)
+      throw DeviceOutOfMemory(fmt::format("flash: {} bytes for {}", bytes, what));
+    throw std::runtime_error(
+        fmt::format("flash: cudaMalloc for {}: {}", what, cudaGetErrorString(e)));
+  }
+  return DeviceAllocation(p);
+}
+
 DeviceMask::DeviceMask(const MaskTiles& host) : shape_(host.shape), issued_area_(host.issued_area) {
   std::vector<ItemRecord> items(host.items.size());
   for (size_t i = 0; i < items.size(); ++i) {
@@ -52,21 +66,12 @@ DeviceMask::DeviceMask(const MaskTiles& host) : shape_(host.shape), issued_area_
   put(staging, o_bits, host.bits);
   put(staging, o_items, items);
   put(staging, o_heads, item_heads);
-  if (const cudaError_t e = cudaMalloc(&block_, total); e != cudaSuccess) {
-    (void)cudaGetLastError();
-    block_ = nullptr;
-    if (e == cudaErrorMemoryAllocation)
-      throw DeviceOutOfMemory(fmt::format("flash: {} bytes for the mask tiles", total));
-    throw std::runtime_error(std::string("flash: cudaMalloc: ") + cudaGetErrorString(e));
-  }
-  if (const cudaError_t e = cudaMemcpy(block_, staging.data(), total, cudaMemcpyHostToDevice);
-      e != cudaSuccess) {
-    cudaFree(block_);
-    block_ = nullptr;
+  block_ = allocate_device(total, "the mask tiles");
+  if (const cudaError_t e = cudaMemcpy(block_.get(), staging.data(), total, cudaMemcpyHostToDevice);
+      e != cudaSuccess)
     throw std::runtime_error(std::string("flash: copying the mask tiles: ") +
                              cudaGetErrorString(e));
-  }
-  auto* base = static_cast<unsigned char*>(block_);
+  auto* base = static_cast<unsigned char*>(block_.get());
   view_.runs = reinterpret_cast<const TileRun32*>(base + o_runs);
   view_.bits = reinterpret_cast<const std::uint32_t*>(base + o_bits);
   view_.items = reinterpret_cast<const ItemRecord*>(base + o_items);
@@ -74,29 +79,6 @@ DeviceMask::DeviceMask(const MaskTiles& host) : shape_(host.shape), issued_area_
   view_.num_items = std::int32_t(host.items.size());
   view_.has_partial = host.bits.empty() ? 0 : 1;
   view_.split = host.split ? 1 : 0;
-}
-
-DeviceMask::DeviceMask(DeviceMask&& o) noexcept
-    : block_(o.block_), view_(o.view_), shape_(o.shape_), issued_area_(o.issued_area_) {
-  o.block_ = nullptr;
-  o.view_ = {};
-}
-
-DeviceMask& DeviceMask::operator=(DeviceMask&& o) noexcept {
-  if (this != &o) {
-    if (block_) cudaFree(block_);
-    block_ = o.block_;
-    view_ = o.view_;
-    shape_ = o.shape_;
-    issued_area_ = o.issued_area_;
-    o.block_ = nullptr;
-    o.view_ = {};
-  }
-  return *this;
-}
-
-DeviceMask::~DeviceMask() {
-  if (block_) cudaFree(block_);
 }
 
 }  // namespace longattn::flash

@@ -22,28 +22,6 @@ namespace longattn::flash {
 
 namespace {
 
-// Device bytes, freed on scope exit.
-class DeviceBytes {
- public:
-  explicit DeviceBytes(std::size_t n) {
-    if (const cudaError_t e = cudaMalloc(&p_, std::max<std::size_t>(n, 16)); e != cudaSuccess) {
-      (void)cudaGetLastError();
-      p_ = nullptr;
-      if (e == cudaErrorMemoryAllocation)
-        throw DeviceOutOfMemory(fmt::format("flash: {} bytes for the k->q lists", n));
-      throw std::runtime_error(std::string("flash: cudaMalloc: ") + cudaGetErrorString(e));
-    }
-  }
-  ~DeviceBytes() { cudaFree(p_); }
-  DeviceBytes(const DeviceBytes&) = delete;
-  DeviceBytes& operator=(const DeviceBytes&) = delete;
-  template <class T>
-  T* as() const { return static_cast<T*>(p_); }
-
- private:
-  void* p_ = nullptr;
-};
-
 void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess)
     throw std::runtime_error(fmt::format("flash: k->q lists: {}: {}", what, cudaGetErrorString(e)));
@@ -70,18 +48,24 @@ std::vector<BlockLists> device_k_to_q(const BlockSparseMask& m) {
   }
 
   const std::size_t scratch_bytes = transpose_scratch_bytes(shape);
-  DeviceBytes d_qo(offsets.size() * 8), d_qi(indices.size() * 4), d_ko(offsets.size() * 8),
-      d_ki(indices.size() * 4), scratch(scratch_bytes);
-  check(cudaMemcpy(d_qo.as<void>(), offsets.data(), offsets.size() * 8, cudaMemcpyHostToDevice),
+  const char* what = "the k->q lists";
+  const DeviceAllocation d_qo = allocate_device(offsets.size() * 8, what),
+                         d_qi = allocate_device(indices.size() * 4, what),
+                         d_ko = allocate_device(offsets.size() * 8, what),
+                         d_ki = allocate_device(indices.size() * 4, what),
+                         scratch = allocate_device(scratch_bytes, what);
+  check(cudaMemcpy(d_qo.get(), offsets.data(), offsets.size() * 8, cudaMemcpyHostToDevice),
         "upload");
-  check(cudaMemcpy(d_qi.as<void>(), indices.data(), indices.size() * 4, cudaMemcpyHostToDevice),
+  check(cudaMemcpy(d_qi.get(), indices.data(), indices.size() * 4, cudaMemcpyHostToDevice),
         "upload");
-  transpose_block_lists(shape, {d_qo.as<std::int64_t>(), d_qi.as<std::int32_t>()},
-                        {d_ko.as<std::int64_t>(), d_ki.as<std::int32_t>()}, scratch.as<void>(),
-                        scratch_bytes, nullptr);
-  check(cudaMemcpy(offsets.data(), d_ko.as<void>(), offsets.size() * 8, cudaMemcpyDeviceToHost),
+  auto offsets_of = [](const DeviceAllocation& a) { return static_cast<std::int64_t*>(a.get()); };
+  auto indices_of = [](const DeviceAllocation& a) { return static_cast<std::int32_t*>(a.get()); };
+  transpose_block_lists(shape, {offsets_of(d_qo), indices_of(d_qi)},
+                        {offsets_of(d_ko), indices_of(d_ki)}, scratch.get(), scratch_bytes,
+                        nullptr);
+  check(cudaMemcpy(offsets.data(), d_ko.get(), offsets.size() * 8, cudaMemcpyDeviceToHost),
         "download");
-  check(cudaMemcpy(indices.data(), d_ki.as<void>(), indices.size() * 4, cudaMemcpyDeviceToHost),
+  check(cudaMemcpy(indices.data(), d_ki.get(), indices.size() * 4, cudaMemcpyDeviceToHost),
         "download");
 
   std::vector<BlockLists> out(std::size_t(m.num_heads()));

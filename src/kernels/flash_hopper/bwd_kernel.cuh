@@ -5,9 +5,7 @@
 //   warpgroup 0, producer (registers lowered): one thread issues TMA loads of K, V once and, per
 //     query chunk, of Q and dO into a kStages-deep ring ("full": transaction bytes, "empty": the
 //     consumer warps); a second warp copies the chunk's lse2 and delta rows into the same stage
-//     (+inf / 0 past the chunk's rows, so those rows contribute nothing); with kBwdDqWriter a
-//     third warp adds each chunk's dQ, staged in shared memory by the consumers, into the fp32
-//     workspace with bulk reductions (cp.reduce.async.bulk, one per row);
+//     (+inf / 0 past the chunk's rows, so those rows contribute nothing);
 //   warpgroups 1, 2, consumers (registers raised): 64 keys each. Transposed scores, so that P^T
 //     and dS^T come out of the accumulators already in the A-operand layout of dV, dK:
 //       S^T = K Q^T, dP^T = V dO^T            (wgmma SS, M = keys, N = queries, K = D)
@@ -15,11 +13,12 @@
 //       dV += P^T dO                          (wgmma RS, B = dO through an MN-major view)
 //       dS^T = P^T (dP^T - delta)             -> shared dS tile (stmatrix, double buffered)
 //       dK += dS^T Q                          (wgmma RS; kBwdPipelined: SS from the dS tile)
-//       dQ = dS K                             (wgmma SS, each warpgroup half of D), added to
-//                                             the workspace with fp32 atomics (or staged for
-//                                             the writer warp)
+//       dQ = dS K                             (wgmma SS, each warpgroup half of D, or its own
+//                                             64 keys), added to the workspace with fp32
+//                                             atomics
 //     kBwdPipelined issues dQ before dK and the next chunk's S^T, dP^T before waiting for dK
-//     (BwdConfig, launch.hpp; NOTES.md has the measurements).
+//     (BwdConfig, launch.hpp; NOTES.md has the measurements; a dQ writer warp with bulk
+//     reductions, measured 30% slower, is in the history at a84d79f).
 // The portable kernels do the rest (flash/bwd_kernel.cuh): the preprocessing (lse2, delta), and
 // the conversion of the dQ accumulator (and of split tiles' dK, dV accumulators).
 #include "flash/bwd_kernel.cuh"
@@ -38,29 +37,29 @@ struct BwdConfig {
   // BwdFlags (launch.hpp). kBwdPipelined: dQ before dK, dK from the shared dS tile, the next
   // chunk's S^T, dP^T issued before waiting for dK; without it, the first schedule: dK (RS)
   // issued before the dS barrier, dQ last, the chunk's GEMMs all done before the next chunk's.
-  // kBwdDqWriter: dQ staged in shared memory and added by a writer warp (one bulk reduction per
-  // row); without it, each consumer thread adds its dQ elements with red.global.add.v2.f32.
+  // dQ = dS K split across the consumer warpgroups: by D (each half of D over all 128 keys: a
+  // barrier between the warpgroups for the dS halves), or by keys (kBwdDqSplitKeys: each its own
+  // 64 keys over all of D, both adding to the workspace; no barrier between them, twice the
+  // atomics). Always by keys at head dim 64, where a wgmma N of 32 cannot read the 128-byte
+  // swizzled K^T.
+  static constexpr bool kDqSplitKeys = D == 64 || (kFlags & kBwdDqSplitKeys) != 0;
   static constexpr bool kPipelined = (kFlags & kBwdPipelined) != 0;
-  static constexpr bool kDqWriter = (kFlags & kBwdDqWriter) != 0;
-  // kBwdDqWriter: the chunk's dQ staged in shared memory (fp32, rows padded to 136 floats: the
-  // consumers' 8-byte stores are conflict-free) for the writer warp's cp.reduce.async.bulk.
-  static constexpr int kDqPitch = D + 8;
   static constexpr int kBlockM = BwdTile::kRows;  // queries per step
   static constexpr int kBlockN = BwdTile::kCols;  // keys of the CTA
   static constexpr int kStages = 2;
   static constexpr int kConsumerWGs = kBlockN / 64;
   static constexpr int kThreads = 128 * (kConsumerWGs + 1);
-  static constexpr int kConsumerWarps = 4 * kConsumerWGs;
+  static constexpr int kConsumerThreads = 128 * kConsumerWGs;
   static constexpr int kWords = kBlockN / 32;  // bitmask words per query row of a partial chunk
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;
-  // Named barriers (0 is __syncthreads): both consumer warpgroups' dS halves stored; the staged
-  // dQ written (consumers arrive, the writer warp waits) and read (the writer arrives).
+  // Named barriers (0 is __syncthreads): the dS that dQ reads stored, both warpgroups' halves
+  // (kBarDS), or with the key split a warpgroup's own (kBarDS + warpgroup).
   static constexpr int kBarDS = 1;
-  static constexpr int kBarDqFull = 2;
-  static constexpr int kBarDqEmpty = 3;
-  static constexpr int kDqSyncThreads = 128 * kConsumerWGs + 32;
-  static_assert(kBlockM == 64 && kBlockN == 128 && D == 128, "the layouts below");
+  static constexpr int kDSSyncThreads = kDqSplitKeys ? 128 : 128 * kConsumerWGs;
+  static_assert(kBlockM == 64 && kBlockN == 128 && (D == 64 || D == 128), "the layouts below");
+  static constexpr int kDqCols = kDqSplitKeys ? D : D / 2;  // dQ columns of one warpgroup
+  static constexpr int kDqKeys = kDqSplitKeys ? 64 : kBlockN;  // keys of one warpgroup's dQ
 
   using BM = cute::Int<kBlockM>;
   using BN = cute::Int<kBlockN>;
@@ -68,6 +67,7 @@ struct BwdConfig {
   using BS = cute::Int<kStages>;
   using WG2 = cute::Layout<cute::Shape<cute::_2, cute::_1, cute::_1>>;   // warpgroups along M
   using WG2N = cute::Layout<cute::Shape<cute::_1, cute::_2, cute::_1>>;  // ... along N
+  using WG1 = cute::Layout<cute::Shape<cute::_1, cute::_1, cute::_1>>;   // each on its own
 
   // S^T, dP^T: (keys, queries), one warpgroup per 64 keys.
   using MmaSdP = decltype(cute::make_tiled_mma(
@@ -83,11 +83,14 @@ struct BwdConfig {
       cute::GMMA::ss_op_selector<T, T, float, cute::Shape<cute::_64, BD, BM>,
                                  cute::GMMA::Major::MN, cute::GMMA::Major::MN>(),
       WG2{}));
-  // dQ: (queries, D) = (queries, keys) x (keys, D); one warpgroup per half of D.
+  // dQ: (queries, D) = (queries, keys) x (keys, D); one warpgroup per half of D, or (key split)
+  // each warpgroup on its own: (queries, D) = (queries, its keys) x (its keys, D).
+  using DqShape = cute::Shape<BM, cute::Int<kDqCols>, cute::Int<kDqKeys>>;
+  using DqWarpgroups = std::conditional_t<kDqSplitKeys, WG1, WG2N>;
   using MmaDQ = decltype(cute::make_tiled_mma(
-      cute::GMMA::ss_op_selector<T, T, float, cute::Shape<BM, cute::Int<D / 2>, BN>,
-                                 cute::GMMA::Major::K, cute::GMMA::Major::MN>(),
-      WG2N{}));
+      cute::GMMA::ss_op_selector<T, T, float, DqShape, cute::GMMA::Major::K,
+                                 cute::GMMA::Major::MN>(),
+      DqWarpgroups{}));
 
   // Shared tiles, K-major with the 128-byte swizzle (as the TMA boxes write them); the "t" views
   // are the transposed (MN-major) operands of the same bytes.
@@ -116,7 +119,6 @@ struct BwdConfig {
     cute::array_aligned<T, cute::cosize_v<SmemQ>, 1024> q;
     cute::array_aligned<T, cute::cosize_v<SmemQ>, 1024> d_o;
     cute::array_aligned<T, cute::cosize_v<SmemDS>, 1024> ds;
-    alignas(16) float dq[kDqWriter ? kBlockM * kDqPitch : 4];  // staged dQ of one chunk
     alignas(16) float lse2[kStages][kBlockM];
     alignas(16) float delta[kStages][kBlockM];
     alignas(8) std::uint64_t kv_full;
@@ -202,7 +204,9 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     for (int s = 0; s < kStages; ++s) {
       TxBarrier::init(&ss.qdo_full[s], 1);
       Barrier::init(&ss.stat_full[s], 32);
-      Barrier::init(&ss.qdo_empty[s], C::kConsumerWarps);
+      // Every consumer thread arrives once it is done with the stage (its own reads of Q, dO,
+      // lse2, delta then precede the producers' next writes, as compute-sanitizer can see).
+      Barrier::init(&ss.qdo_empty[s], C::kConsumerThreads);
     }
     cutlass::arch::fence_barrier_init();
   }
@@ -285,34 +289,6 @@ __global__ void __launch_bounds__(C::kThreads, 1)
           phase ^= 1;
         }
       }
-    } else if (C::kDqWriter && warp == 2) {
-      // dQ writer: once the consumers staged a chunk's dQ, add its rows (those of the chunk
-      // only) into the fp32 workspace, one bulk reduction of D floats per row; the staging tile
-      // is free again once the copy engine has read it.
-      const std::int64_t q_stride = std::int64_t(p.shape.heads_q) * D;
-      const std::uint32_t staged = cute::cast_smem_ptr_to_uint(ss.dq);
-      while (!cur.done()) {
-        const int h = hk * group + cur.pass, q0 = cur.pos, qlen = cur.length();
-        cur.next(p.mask);
-        cutlass::arch::NamedBarrier::sync(C::kDqSyncThreads, C::kBarDqFull);
-        if (lane == 0) {  // bulk operations are uniform: one thread issues them all
-          float* dst = w.dq_accum + q0 * q_stride + h * D;
-#pragma unroll 1
-          for (int r = 0; r < qlen; ++r, dst += q_stride) {
-            asm volatile(
-                "cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;" ::"l"(
-                    dst),
-                "r"(staged + r * C::kDqPitch * 4), "n"(D * 4)
-                : "memory");
-          }
-          asm volatile("cp.async.bulk.commit_group;" ::: "memory");
-          asm volatile("cp.async.bulk.wait_group.read 0;" ::: "memory");
-        }
-        __syncwarp();
-        // The consumers wait for this before staging their next chunk (none after the last).
-        if (!cur.done()) cutlass::arch::NamedBarrier::arrive(C::kDqSyncThreads, C::kBarDqEmpty);
-      }
-      if (lane == 0) asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
     }
     return;
   }
@@ -324,7 +300,8 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   const int wi = (ctid % 128) / 32;
   const int g = lane / 4, tq = lane % 4;
   // This thread's two key rows (hh = 0, 1: + 8) of S^T, dP^T, dK, dV; its query columns of S^T
-  // are 8 ni + 2 tq + e (ni < 8, e < 2), its dQ rows 16 wi + g + 8 hh, columns 64 cwg + 8 j + 2 tq.
+  // are 8 ni + 2 tq + e (ni < 8, e < 2), its dQ rows 16 wi + g + 8 hh, columns 8 j + 2 tq (+ D / 2
+  // for warpgroup 1 when dQ is split by D).
   const int krow0 = 64 * cwg + 16 * wi + g;
 
   typename C::MmaSdP mma_sdp;
@@ -334,7 +311,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   auto thr_sdp = mma_sdp.get_thread_slice(ctid);
   auto thr_kv = mma_kv.get_thread_slice(ctid);
   auto thr_dk = mma_dk.get_thread_slice(ctid);
-  auto thr_dq = mma_dq.get_thread_slice(ctid);
+  auto thr_dq = mma_dq.get_thread_slice(C::kDqSplitKeys ? ctid % 128 : ctid);
   Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename C::SmemKV{});
   Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename C::SmemKV{});
   Tensor sKt = make_tensor(make_smem_ptr(ss.k.data()), typename C::SmemKt{});
@@ -353,8 +330,14 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   Tensor tKVrQt = thr_kv.partition_fragment_B(sQt);
   Tensor tDKrdSt = thr_dk.partition_fragment_A(sdSt);  // (MMA, 1, queries / 16, buffer)
   Tensor tDKrQt = thr_dk.partition_fragment_B(sQt);    // (MMA, 1, queries / 16, stage)
-  Tensor tQrdS = thr_dq.partition_fragment_A(sdS);    // (MMA, 1, keys / 16, buffer)
-  Tensor tQrKt = thr_dq.partition_fragment_B(sKt);    // (MMA, 1, keys / 16)
+  // dQ's operands: all keys, or (key split) this warpgroup's 64.
+  const int dq_key_tile = C::kDqSplitKeys ? cwg : 0;
+  Tensor tQrdS = thr_dq.partition_fragment_A(local_tile(
+      sdS, Shape<Int<kBlockM>, Int<C::kDqKeys>, _2>{}, make_coord(_0{}, dq_key_tile, _0{})));
+  // (MMA, 1, keys / 16, buffer)
+  Tensor tQrKt = thr_dq.partition_fragment_B(
+      local_tile(sKt, Shape<Int<D>, Int<C::kDqKeys>>{}, make_coord(_0{}, dq_key_tile)));
+  // (MMA, 1, keys / 16)
 
   Tensor accS = partition_fragment_C(mma_sdp, Shape<Int<C::kBlockN>, Int<kBlockM>>{});
   Tensor accdP = partition_fragment_C(mma_sdp, Shape<Int<C::kBlockN>, Int<kBlockM>>{});
@@ -366,7 +349,8 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   static_assert(decltype(size(accS))::value == 32 && decltype(size(rP))::value == 32,
                 "one thread: 2 key rows x 16 query columns of S^T");
   static_assert(decltype(size(accdV))::value == D / 2, "one thread: 2 key rows x D / 4 of dV");
-  static_assert(decltype(size(accdQ))::value == 32, "one thread: 2 query rows x 16 of dQ");
+  static_assert(decltype(size(accdQ))::value == C::kDqCols / 2,
+                "one thread: 2 query rows x kDqCols / 8 of dQ");
   clear(accdV);
   clear(accdK);
 
@@ -388,19 +372,9 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     warpgroup_fence_operand(accS);
     warpgroup_fence_operand(accdP);
     warpgroup_arrive();
-    mma_sdp.accumulate_ = GMMA::ScaleOut::Zero;
-#pragma unroll
-    for (int kb = 0; kb < size<2>(tSrK); ++kb) {
-      gemm(mma_sdp, tSrK(_, _, kb), tSrQ(_, _, kb, st), accS);
-      mma_sdp.accumulate_ = GMMA::ScaleOut::One;
-    }
+    gemm_overwrite(mma_sdp, tSrK, tSrQ(_, _, _, st), accS);
     warpgroup_commit_batch();
-    mma_sdp.accumulate_ = GMMA::ScaleOut::Zero;
-#pragma unroll
-    for (int kb = 0; kb < size<2>(tSrV); ++kb) {
-      gemm(mma_sdp, tSrV(_, _, kb), tSrdO(_, _, kb, st), accdP);
-      mma_sdp.accumulate_ = GMMA::ScaleOut::One;
-    }
+    gemm_overwrite(mma_sdp, tSrV, tSrdO(_, _, _, st), accdP);
     warpgroup_commit_batch();
   };
 
@@ -418,10 +392,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     if constexpr (C::kPipelined) {
       warpgroup_wait<2>();  // the previous chunk's dK done (nothing else in flight before it)
       warpgroup_fence_operand(accdK);
-      if (prev_stage >= 0) {
-        __syncwarp();
-        if (lane == 0) Barrier::arrive(&ss.qdo_empty[prev_stage]);
-      }
+      if (prev_stage >= 0) Barrier::arrive(&ss.qdo_empty[prev_stage]);
     }
 
     // Mask bits of this thread's pairs: query row qc = 8 ni + 2 tq + e of the chunk's bitmask,
@@ -509,7 +480,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     }
 
     // dS into shared memory (buffer buf; the other buffer may still be read by the other
-    // warpgroup's previous dQ), visible to wgmma's async proxy, then both halves present.
+    // warpgroup's previous dQ), visible to wgmma's async proxy, then the halves dQ reads present.
     // stmatrix .trans writes each 8 x 8 block (8 keys x 8 queries of dS^T) as 8 query rows of
     // 16 bytes: 4 instructions instead of 32 two-byte stores.
     {
@@ -520,17 +491,13 @@ __global__ void __launch_bounds__(C::kThreads, 1)
                           packed(4 * m + 2), packed(4 * m + 3));
     }
     cutlass::arch::fence_view_async_shared();
-    cutlass::arch::NamedBarrier::sync(2 * 128, C::kBarDS);
+    cutlass::arch::NamedBarrier::sync(C::kDSSyncThreads,
+                                      C::kBarDS + (C::kDqSplitKeys ? cwg : 0));
 
     // dQ = dS K (then, pipelined, dK += dS^T Q: dQ first, so that its staging overlaps dK).
     warpgroup_fence_operand(accdQ);
     warpgroup_arrive();
-    mma_dq.accumulate_ = GMMA::ScaleOut::Zero;
-#pragma unroll
-    for (int kb = 0; kb < size<2>(tQrKt); ++kb) {
-      gemm(mma_dq, tQrdS(_, _, kb, buf), tQrKt(_, _, kb), accdQ);
-      mma_dq.accumulate_ = GMMA::ScaleOut::One;
-    }
+    gemm_overwrite(mma_dq, tQrdS(_, _, _, buf), tQrKt, accdQ);
     warpgroup_commit_batch();
     if constexpr (C::kPipelined) {
       warpgroup_fence_operand(accdK);
@@ -542,37 +509,21 @@ __global__ void __launch_bounds__(C::kThreads, 1)
       warpgroup_wait<1>();  // dV, dQ done (dK may still run)
     } else {
       warpgroup_wait<1>();  // dV, dK done: Q, dO of this stage are free
-      __syncwarp();
-      if (lane == 0) Barrier::arrive(&ss.qdo_empty[stage]);
+      Barrier::arrive(&ss.qdo_empty[stage]);
       warpgroup_wait<0>();
     }
     warpgroup_fence_operand(accdQ);
 
-    if constexpr (C::kDqWriter) {
-      // dQ staged for the writer warp (once it has read the previous chunk's), 8-byte stores.
-      if (prev_stage >= 0) cutlass::arch::NamedBarrier::sync(C::kDqSyncThreads, C::kBarDqEmpty);
+    // dQ added to the fp32 accumulator, the chunk's rows only.
+    float* dq = w.dq_accum + h * D + (C::kDqSplitKeys ? 0 : C::kDqCols * cwg) + 2 * tq;
 #pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        float* row = ss.dq + (16 * wi + g + 8 * hh) * C::kDqPitch + 64 * cwg + 2 * tq;
+    for (int hh = 0; hh < 2; ++hh) {
+      const int r = 16 * wi + g + 8 * hh;
+      if (r < qlen) {
+        float* row = dq + (q0 + r) * q_stride;
 #pragma unroll
-        for (int j = 0; j < 8; ++j)
-          *reinterpret_cast<float2*>(row + 8 * j) =
-              make_float2(accdQ(4 * j + 2 * hh), accdQ(4 * j + 2 * hh + 1));
-      }
-      cutlass::arch::fence_view_async_shared();
-      cutlass::arch::NamedBarrier::arrive(C::kDqSyncThreads, C::kBarDqFull);
-    } else {
-      // dQ added to the fp32 accumulator, the chunk's rows only.
-      float* dq = w.dq_accum + h * D + 64 * cwg + 2 * tq;
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh) {
-        const int r = 16 * wi + g + 8 * hh;
-        if (r < qlen) {
-          float* row = dq + (q0 + r) * q_stride;
-#pragma unroll
-          for (int j = 0; j < 8; ++j)
-            flash::ptx::atomic_add2(row + 8 * j, accdQ(4 * j + 2 * hh), accdQ(4 * j + 2 * hh + 1));
-        }
+        for (int j = 0; j < C::kDqCols / 8; ++j)
+          flash::ptx::atomic_add2(row + 8 * j, accdQ(4 * j + 2 * hh), accdQ(4 * j + 2 * hh + 1));
       }
     }
 
@@ -665,7 +616,7 @@ void launch_backward_main(const BwdParams& p, const BwdWork& w, Stream stream) {
     else
       launch(std::false_type{}, flags);
   };
-  switch (backward_flags() & (kBwdPipelined | kBwdDqWriter)) {
+  switch (backward_flags() & (kBwdPipelined | kBwdDqSplitKeys)) {
     case 0: with_partial(std::integral_constant<int, 0>{}); break;
     case 1: with_partial(std::integral_constant<int, 1>{}); break;
     case 2: with_partial(std::integral_constant<int, 2>{}); break;

@@ -10,7 +10,6 @@
 namespace longattn::flash_hopper {
 
 bool supported_head_dim(int head_dim) { return head_dim == 64 || head_dim == 128; }
-bool supported_backward_head_dim(int head_dim) { return head_dim == 128; }
 
 int forward_flags() {
   static const int flags = [] {
@@ -57,8 +56,8 @@ void run_forward(const FwdParams& p, Stream stream) {
 }
 
 TileShape backward_tile(int head_dim) {
-  if (!supported_backward_head_dim(head_dim))
-    throw InputError(fmt::format("flash_hopper: head_dim {} is not 128", head_dim));
+  if (!supported_head_dim(head_dim))
+    throw InputError(fmt::format("flash_hopper: head_dim {} is not 64 or 128", head_dim));
   return {BwdTile::kRows, BwdTile::kCols};
 }
 
@@ -79,7 +78,7 @@ BwdPlan prepare_backward(const SliceMask& m, const flash::Shape& shape) {
 }
 
 void run_backward(const BwdParams& p, Stream stream) {
-  flash::validate_shape(p.shape, "flash_hopper backward", supported_backward_head_dim, "128");
+  flash::validate_shape(p.shape, "flash_hopper backward", supported_head_dim, "64 or 128");
   if (p.deterministic)
     throw InputError(
         "flash_hopper backward: no deterministic mode (dQ is summed with atomics); use "
@@ -90,10 +89,11 @@ void run_backward(const BwdParams& p, Stream stream) {
   if (p.mask.num_items > 65535)
     throw InputError(fmt::format("flash_hopper backward: {} key tiles exceed one launch's grid",
                                  p.mask.num_items));
-  if (p.dtype == DType::bf16)
-    launch_backward<DType::bf16, 128>(p, stream);
+  const bool bf16 = p.dtype == DType::bf16;
+  if (p.shape.head_dim == 64)
+    bf16 ? launch_backward<DType::bf16, 64>(p, stream) : launch_backward<DType::fp16, 64>(p, stream);
   else
-    launch_backward<DType::fp16, 128>(p, stream);
+    bf16 ? launch_backward<DType::bf16, 128>(p, stream) : launch_backward<DType::fp16, 128>(p, stream);
 }
 
 }  // namespace longattn::flash_hopper

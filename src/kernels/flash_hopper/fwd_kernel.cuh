@@ -45,6 +45,7 @@
 
 #include "flash/mask_tiles.cuh"
 #include "launch.hpp"
+#include "wgmma.cuh"
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define LONGATTN_HOPPER_DEVICE 1
@@ -353,12 +354,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   auto issue_s = [&](int stage) {
     warpgroup_fence_operand(tSrS);
     warpgroup_arrive();
-    mma_qk.accumulate_ = GMMA::ScaleOut::Zero;
-#pragma unroll
-    for (int kb = 0; kb < size<2>(tSrQ); ++kb) {
-      gemm(mma_qk, tSrQ(_, _, kb), tSrK(_, _, kb, stage), tSrS);
-      mma_qk.accumulate_ = GMMA::ScaleOut::One;
-    }
+    gemm_overwrite(mma_qk, tSrQ, tSrK(_, _, _, stage), tSrS);
     warpgroup_commit_batch();
   };
   // O += P V (asynchronous: one wgmma group; P's registers must stay untouched until it is done).

@@ -26,10 +26,10 @@ int forward_flags();
 
 // Schedules of the backward kernel (bwd_kernel.cuh), as bits.
 enum BwdFlags : int {
-  kBwdPipelined = 1,  // dQ before dK (dK from the dS tile), next chunk's S, dP before dK's wait
-  kBwdDqWriter = 2,   // dQ staged in shared memory, added by a writer warp (bulk reduction per row)
+  kBwdPipelined = 1,    // dQ before dK (dK from the dS tile), next chunk's S, dP before dK's wait
+  kBwdDqSplitKeys = 2,  // dQ split across the warpgroups by keys, not by D (always at head dim 64)
 };
-// The first schedule with per-thread dQ atomics: flags 3 (both) measured slower (NOTES.md).
+// The first schedule (NOTES.md has the measurements of each).
 constexpr int kDefaultBwdFlags = 0;
 
 // LONGATTN_HOPPER_BWD_FLAGS (an integer of BwdFlags bits) or kDefaultBwdFlags; read once.
