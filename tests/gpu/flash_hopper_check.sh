@@ -24,7 +24,8 @@
 #             (at most NCU_TIMEOUT s: ncu once hung after writing its report); the base's too
 # Flags (src/kernels/flash_hopper/launch.hpp): forward bits 1 overlap, 2 ping-pong, 4 persistent,
 # 8 160-key chunks at D 128 (default 7); backward bits 1 pipelined, 2 dQ split by keys (always at
-# D 64) (default 0). Set for the whole call, they apply to every stage (variants sets its own).
+# D 64), 4 head-major grid (default 0). Set for the whole call, they apply to every stage
+# (variants sets its own).
 #
 # Environment, with defaults:
 #   BUDGET=280  B=/tmp/hopper-build  W=/tmp/hopper-work (emptied first)  OUT=/tmp/hopper-out
