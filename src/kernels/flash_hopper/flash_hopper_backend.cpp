@@ -73,8 +73,6 @@ class HopperBackend final : public Backend {
     if (p.shape.seqlen_q > Index(65535) * 64 || p.shape.seqlen_k > Index(65535) * 64)
       return fmt::format("flash_hopper: sequence length {} is too long for one launch",
                          std::max(p.shape.seqlen_q, p.shape.seqlen_k));
-    if (!flash_hopper::supported_head_dim(p.shape.head_dim))
-      return fmt::format("flash_hopper runs head_dim 64 or 128, not {}", p.shape.head_dim);
     int device = 0, major = 0, minor = 0;
     if (cudaGetDevice(&device) == cudaSuccess &&
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
