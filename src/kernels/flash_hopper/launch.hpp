@@ -30,8 +30,8 @@ enum BwdFlags : int {
   kBwdDqSplitKeys = 2,  // dQ split across the warpgroups by keys, not by D (always at head dim 64)
   kBwdHeadMajor = 4,    // grid (key tile, KV head): resident CTAs share a head (a run-time choice)
 };
-// The first schedule (NOTES.md has the measurements of each).
-constexpr int kDefaultBwdFlags = 0;
+// Pipelined, head-major: the fastest measured (NOTES.md has the measurements of each).
+constexpr int kDefaultBwdFlags = kBwdPipelined | kBwdHeadMajor;
 
 // LONGATTN_HOPPER_BWD_FLAGS (an integer of BwdFlags bits) or kDefaultBwdFlags; read once.
 int backward_flags();
