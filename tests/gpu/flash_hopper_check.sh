@@ -23,7 +23,7 @@
 #   ncu       ncu --clock-control none on one NCU_DIRECTION launch of flash_hopper on NCU_ARGS
 #             (at most NCU_TIMEOUT s: ncu once hung after writing its report); the base's too
 # Flags (src/kernels/flash_hopper/launch.hpp): forward bits 1 overlap, 2 ping-pong, 4 persistent,
-# 8 160-key chunks at D 128 (default 7); backward bits 1 pipelined, 2 dQ split by keys (always at
+# 8 160-key chunks at D 128, 16 head-major units (default 23); backward bits 1 pipelined, 2 dQ split by keys (always at
 # D 64), 4 head-major grid (default 5). Set for the whole call, they apply to every stage
 # (variants sets its own).
 #

@@ -182,6 +182,7 @@ struct KernelParams {
   typename C::TmaKV tma_k;
   typename C::TmaKV tma_v;
   FwdParams p;
+  int head_major;  // kHeadMajor
 };
 
 // A ring position: stage and the parity of its current fill.
@@ -196,10 +197,22 @@ struct RingPos {
   }
 };
 
-// Work units are (item, head) pairs, item-major: the heads of one query tile run side by side
-// (a GQA group shares its K and V in L2) and items come heaviest first. A persistent CTA takes
-// every gridDim-th unit in a snake order (even rounds left to right, odd rounds right to left),
-// which evens out the sums of the decreasing item weights; otherwise a CTA runs unit blockIdx.x.
+// Work units are (item, head) pairs, items heaviest first. Item-major, the heads of one query tile
+// run side by side; head-major (kHeadMajor), by KV head, then item, then the query heads of its
+// group, so that the CTAs resident together read one KV head's K and V (in L2). A persistent CTA
+// takes every gridDim-th unit in a snake order (even rounds left to right, odd rounds right to
+// left), which evens out the sums of the decreasing item weights; otherwise a CTA runs unit
+// blockIdx.x.
+struct Unit {
+  int item, head;
+};
+__device__ __forceinline__ Unit unit_coords(int unit, int num_items, int heads, int group,
+                                            bool head_major) {
+  if (!head_major) return {unit / heads, unit % heads};
+  const int per_kv_head = num_items * group, rest = unit % per_kv_head;
+  return {rest / group, unit / per_kv_head * group + rest % group};
+}
+
 template <bool kPersistent>
 __device__ __forceinline__ int unit_of_round(int round, int num_units) {
   if constexpr (kPersistent) {
@@ -272,8 +285,9 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     for (int round = 0;; ++round) {
       const int unit = unit_of_round<C::kPersistent>(round, num_units);
       if (unit >= num_units) break;
-      const int h = unit % heads, hk = h / group;
-      const flash::Item item = flash::load_item(p.mask, unit / heads);
+      const Unit u = unit_coords(unit, p.mask.num_items, heads, group, kp.head_major);
+      const int h = u.head, hk = h / group;
+      const flash::Item item = flash::load_item(p.mask, u.item);
       flash::TileCursor<C::kBlockN> cur;
       cur.init(item);
       if (cur.done()) continue;  // no key: the consumers write the empty rows alone
@@ -498,8 +512,9 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   for (int round = 0;; ++round) {
     const int unit = unit_of_round<C::kPersistent>(round, num_units);
     if (unit >= num_units) break;
-    const int h = unit % heads;
-    const flash::Item item = flash::load_item(p.mask, unit / heads);
+    const Unit u = unit_coords(unit, p.mask.num_items, heads, group, kp.head_major);
+    const int h = u.head;
+    const flash::Item item = flash::load_item(p.mask, u.item);
     const int q0 = item.outer_begin;
     const int valid_q = item.outer_end - item.outer_begin;
     flash::TileCursor<C::kBlockN> cur;
@@ -655,6 +670,7 @@ void launch_config(const FwdParams& p, Stream stream) {
     cached_key = key;
   }
   kp.p = p;
+  kp.head_major = (forward_flags() & kHeadMajor) != 0;
   auto* kernel = &flash_hopper_fwd_kernel<C>;
   static const cudaError_t attr =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem);
@@ -681,21 +697,23 @@ void launch_forward(const FwdParams& p, Stream stream) {
   if (p.mask.num_items == 0) return;
   // The flags values built (measured against each other, NOTES.md); p.mask must have been
   // prepared with forward_tile(D), which follows the same flags.
-  switch (forward_flags()) {
-    case kDefaultFlags:
-      return launch_flags<T, D, kDefaultFlags>(p, stream);
+  switch (forward_flags() & kScheduleFlags) {
+    case kOverlap | kPingPong | kPersistent:
+      return launch_flags<T, D, kOverlap | kPingPong | kPersistent>(p, stream);
     case 0:
       return launch_flags<T, D, 0>(p, stream);
     case kOverlap | kPingPong:
       return launch_flags<T, D, kOverlap | kPingPong>(p, stream);
     case kOverlap | kPersistent:
       return launch_flags<T, D, kOverlap | kPersistent>(p, stream);
-    case kDefaultFlags | kWide:
-      if constexpr (D == 128) return launch_flags<T, D, kDefaultFlags | kWide>(p, stream);
+    case kOverlap | kPingPong | kPersistent | kWide:
+      if constexpr (D == 128)
+        return launch_flags<T, D, kOverlap | kPingPong | kPersistent | kWide>(p, stream);
       [[fallthrough]];
     default:
       throw std::runtime_error(
-          "flash_hopper: LONGATTN_HOPPER_FWD_FLAGS must be 0, 3, 5, 7 or 15 (15: head dim 128)");
+          "flash_hopper: LONGATTN_HOPPER_FWD_FLAGS must be 0, 3, 5, 7 or 15 (15: head dim 128), "
+          "plus 16 or not");
   }
 }
 

@@ -17,8 +17,10 @@ enum FwdFlags : int {
   kPingPong = 2,    // the consumer warpgroups take turns issuing GEMMs
   kPersistent = 4,  // one CTA per SM over (tile, head) units
   kWide = 8,        // 160-key chunks at head dim 128 (FwdTile::kWideCols)
+  kHeadMajor = 16,  // units KV head first: resident CTAs share K, V in L2 (a run-time choice)
 };
-constexpr int kDefaultFlags = kOverlap | kPingPong | kPersistent;
+constexpr int kScheduleFlags = kOverlap | kPingPong | kPersistent | kWide;  // compile-time ones
+constexpr int kDefaultFlags = kOverlap | kPingPong | kPersistent | kHeadMajor;
 
 // LONGATTN_HOPPER_FWD_FLAGS (an integer of FwdFlags bits) or kDefaultFlags; read once. The
 // planning (forward_tile) and the launch both follow it.
