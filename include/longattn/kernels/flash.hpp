@@ -165,6 +165,9 @@ struct MaskView {
   std::int32_t num_items = 0;
   std::int32_t has_partial = 0;
   std::int32_t split = 0;
+  // Issued inner positions per outer row (forward: keys per query row), for the launch's
+  // scheduling choices; 0 for per-KV-head masks.
+  std::int32_t mean_span = 0;
 };
 
 // A MaskTiles copied to the device in one allocation (movable; a moved-from one is not used).

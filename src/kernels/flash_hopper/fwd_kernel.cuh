@@ -198,8 +198,9 @@ struct RingPos {
 };
 
 // Work units are (item, head) pairs, items heaviest first. Item-major, the heads of one query tile
-// run side by side; head-major (kHeadMajor), by KV head, then item, then the query heads of its
-// group, so that the CTAs resident together read one KV head's K and V (in L2). A persistent CTA
+// run side by side; head-major (kHeadMajor, where K and V would not stay in L2: kv_spills_l2), by
+// KV head, then item, then the query heads of its group, so that the CTAs resident together read
+// one KV head's K and V. A persistent CTA
 // takes every gridDim-th unit in a snake order (even rounds left to right, odd rounds right to
 // left), which evens out the sums of the decreasing item weights; otherwise a CTA runs unit
 // blockIdx.x.
@@ -634,6 +635,23 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 #endif  // LONGATTN_HOPPER_DEVICE
 }
 
+// Item-major, the resident CTAs read the keys of every KV head at once: about heads_kv x the mean
+// key span x D x 4 bytes of K and V. Head-major order pays where that exceeds L2 (long rows: full
+// and causal masks, MHA above all) and costs where it fits (documents; NOTES.md).
+inline bool kv_spills_l2(const FwdParams& p, std::size_t elem_bytes) {
+  static const std::int64_t l2 = [] {
+    int device = 0, bytes = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&bytes, cudaDevAttrL2CacheSize, device) != cudaSuccess)
+      bytes = 0;
+    (void)cudaGetLastError();
+    return std::int64_t(bytes);
+  }();
+  const std::int64_t kv_bytes = std::int64_t(p.shape.heads_kv) * p.mask.mean_span *
+                                p.shape.head_dim * 2 * std::int64_t(elem_bytes);
+  return l2 > 0 && kv_bytes > l2;
+}
+
 template <class C>
 void launch_config(const FwdParams& p, Stream stream) {
   using T = typename C::T;
@@ -670,7 +688,7 @@ void launch_config(const FwdParams& p, Stream stream) {
     cached_key = key;
   }
   kp.p = p;
-  kp.head_major = (forward_flags() & kHeadMajor) != 0;
+  kp.head_major = (forward_flags() & kHeadMajor) != 0 && kv_spills_l2(p, sizeof(T));
   auto* kernel = &flash_hopper_fwd_kernel<C>;
   static const cudaError_t attr =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem);

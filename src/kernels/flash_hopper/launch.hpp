@@ -17,7 +17,7 @@ enum FwdFlags : int {
   kPingPong = 2,    // the consumer warpgroups take turns issuing GEMMs
   kPersistent = 4,  // one CTA per SM over (tile, head) units
   kWide = 8,        // 160-key chunks at head dim 128 (FwdTile::kWideCols)
-  kHeadMajor = 16,  // units KV head first: resident CTAs share K, V in L2 (a run-time choice)
+  kHeadMajor = 16,  // units KV head first where K, V spill L2 (a run-time choice per launch)
 };
 constexpr int kScheduleFlags = kOverlap | kPingPong | kPersistent | kWide;  // compile-time ones
 constexpr int kDefaultFlags = kOverlap | kPingPong | kPersistent | kHeadMajor;
