@@ -213,6 +213,20 @@ TEST(FlashBlockSparseTiles, GivenKeyToQueryListsAreChecked) {
   EXPECT_THROW(flash::prepare_block_sparse_mask(m, kBackward, true, k_to_q), InputError);
 }
 
+TEST(FlashTiles, MeanSpanIsTheIssuedKeysPerQueryRow) {
+  // Full: every key of every row. Causal with 128 x 64 tiles: the rows of query tile t issue the
+  // chunks up to its last row, keys [0, 128 (t + 1)): mean (S + 128) / 2 for S a multiple of 128.
+  // Documents: far fewer.
+  const Index s = 4096;
+  auto span = [&](Pattern p) {
+    return flash::prepare_mask(std::get<SliceMask>(make_mask({p, s, {}, 0}).mask), kForward, false)
+        .mean_span();
+  };
+  EXPECT_EQ(span(Pattern::full), s);
+  EXPECT_EQ(span(Pattern::causal), (s + 128) / 2);
+  EXPECT_LT(span(Pattern::causal_document), s / 4);
+}
+
 TEST(FlashBlockSparseTiles, StaticMasksHaveNoHeadSets) {
   const SliceMask m = std::get<SliceMask>(make_mask({Pattern::causal, 300, {}, 0}).mask);
   const flash::MaskTiles t = flash::prepare_mask(m, kForward, false);

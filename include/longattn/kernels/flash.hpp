@@ -116,6 +116,9 @@ struct MaskTiles {
   Index words_per_tile() const { return shape.rows * (shape.cols / 32); }
   Index partial_tiles() const { return Index(bits.size()) / words_per_tile(); }
   Index listed_tiles() const;  // chunks
+  // Issued inner positions per outer row (forward: keys per query row, at chunk granularity);
+  // 0 for per-KV-head masks.
+  Index mean_span() const;
 };
 
 // Throws InputError for a tile shape whose key side is not a positive multiple of 32, or a mask
@@ -165,9 +168,7 @@ struct MaskView {
   std::int32_t num_items = 0;
   std::int32_t has_partial = 0;
   std::int32_t split = 0;
-  // Issued inner positions per outer row (forward: keys per query row), for the launch's
-  // scheduling choices; 0 for per-KV-head masks.
-  std::int32_t mean_span = 0;
+  std::int32_t mean_span = 0;  // MaskTiles::mean_span(), for the launches' scheduling choices
 };
 
 // A MaskTiles copied to the device in one allocation (movable; a moved-from one is not used).

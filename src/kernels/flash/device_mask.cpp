@@ -2,7 +2,6 @@
 // the items' KV heads in one allocation.
 #include <cuda_runtime_api.h>
 
-#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -80,11 +79,7 @@ DeviceMask::DeviceMask(const MaskTiles& host) : shape_(host.shape), issued_area_
   view_.num_items = std::int32_t(host.items.size());
   view_.has_partial = host.bits.empty() ? 0 : 1;
   view_.split = host.split ? 1 : 0;
-  if (!host.per_head()) {
-    Index rows = 0;
-    for (const TileSpan& t : host.outer) rows += t.end - t.begin;
-    view_.mean_span = std::int32_t(host.issued_area / std::max<Index>(rows, 1));
-  }
+  view_.mean_span = std::int32_t(host.mean_span());
 }
 
 }  // namespace longattn::flash

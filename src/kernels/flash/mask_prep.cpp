@@ -45,6 +45,13 @@ Index MaskTiles::listed_tiles() const {
   return n;
 }
 
+Index MaskTiles::mean_span() const {
+  if (per_head()) return 0;
+  Index rows = 0;
+  for (const TileSpan& t : outer) rows += t.end - t.begin;
+  return rows > 0 ? issued_area / rows : 0;
+}
+
 MaskTiles prepare_mask(const SliceMask& m, TileShape shape, bool key_major,
                        const PrepareOptions& opt) {
   check_prepare_args(shape, opt);
