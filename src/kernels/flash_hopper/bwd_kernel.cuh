@@ -2,9 +2,10 @@
 // Hopper backward kernel (sm_90a), warp-specialised, key-major. One CTA = one key tile (128 keys,
 // a work item of the key-major prepared mask, heaviest first) of one KV head; it walks the query
 // chunks (64 rows) of its runs once for each query head of the GQA group (the item's passes).
+// Head-major grid (kBwdHeadMajor): the CTAs resident together take the key tiles of one KV head.
 //   warpgroup 0, producer (registers lowered): one thread issues TMA loads of K, V once and, per
 //     query chunk, of Q and dO into a kStages-deep ring ("full": transaction bytes, "empty": the
-//     consumer warps); a second warp copies the chunk's lse2 and delta rows into the same stage
+//     consumer threads); a second warp copies the chunk's lse2 and delta rows into the same stage
 //     (+inf / 0 past the chunk's rows, so those rows contribute nothing);
 //   warpgroups 1, 2, consumers (registers raised): 64 keys each. Transposed scores, so that P^T
 //     and dS^T come out of the accumulators already in the A-operand layout of dV, dK:
