@@ -585,7 +585,10 @@ void launch_backward_main(const BwdParams& p, const BwdWork& w, Stream stream) {
   using T = typename Elem<Dt>::type;
   const flash::Shape& s = p.shape;
   auto launch = [&](auto has_partial, auto flags) {
-    using C = BwdConfig<T, D, decltype(has_partial)::value, decltype(flags)::value>;
+    // The key split is implied at head dim 64: flags 2, 3 name the same kernels as 0, 1 there.
+    constexpr int kFlags =
+        D == 64 ? decltype(flags)::value | kBwdDqSplitKeys : decltype(flags)::value;
+    using C = BwdConfig<T, D, decltype(has_partial)::value, kFlags>;
     using namespace cute;
     BwdKernelParams<C> kp{};
     auto gmem = [&](const void* ptr, int seqlen, int heads) {
