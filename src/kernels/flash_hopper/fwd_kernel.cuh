@@ -200,10 +200,9 @@ struct RingPos {
 // Work units are (item, head) pairs, items heaviest first. Item-major, the heads of one query tile
 // run side by side; head-major (kHeadMajor, where K and V would not stay in L2: kv_spills_l2), by
 // KV head, then item, then the query heads of its group, so that the CTAs resident together read
-// one KV head's K and V. A persistent CTA
-// takes every gridDim-th unit in a snake order (even rounds left to right, odd rounds right to
-// left), which evens out the sums of the decreasing item weights; otherwise a CTA runs unit
-// blockIdx.x.
+// one KV head's K and V. A persistent CTA takes every gridDim-th unit in a snake order (even
+// rounds left to right, odd rounds right to left), which evens out the sums of the decreasing
+// item weights; otherwise a CTA runs unit blockIdx.x.
 struct Unit {
   int item, head;
 };
@@ -638,18 +637,10 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 // Item-major, the resident CTAs read the keys of every KV head at once: about heads_kv x the mean
 // key span x D x 4 bytes of K and V. Head-major order pays where that exceeds L2 (long rows: full
 // and causal masks, MHA above all) and costs where it fits (documents; NOTES.md).
-inline bool kv_spills_l2(const FwdParams& p, std::size_t elem_bytes) {
-  static const std::int64_t l2 = [] {
-    int device = 0, bytes = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&bytes, cudaDevAttrL2CacheSize, device) != cudaSuccess)
-      bytes = 0;
-    (void)cudaGetLastError();
-    return std::int64_t(bytes);
-  }();
+inline bool kv_spills_l2(const FwdParams& p, std::size_t elem_bytes, int l2_bytes) {
   const std::int64_t kv_bytes = std::int64_t(p.shape.heads_kv) * p.mask.mean_span *
                                 p.shape.head_dim * 2 * std::int64_t(elem_bytes);
-  return l2 > 0 && kv_bytes > l2;
+  return kv_bytes > l2_bytes;
 }
 
 template <class C>
@@ -658,7 +649,7 @@ void launch_config(const FwdParams& p, Stream stream) {
   constexpr int D = C::kD;
   using namespace cute;
   // The TMA descriptors (host-side encodes, microseconds) are rebuilt only when the tensors or
-  // their shapes change; the SM count is read with them.
+  // their shapes change; the device's SM count and L2 size are read with them.
   struct Key {
     const void *q = nullptr, *k = nullptr, *v = nullptr;
     int seqlen_q = 0, seqlen_k = 0, heads_q = 0, heads_kv = 0, device = -1;
@@ -666,7 +657,7 @@ void launch_config(const FwdParams& p, Stream stream) {
   };
   static thread_local Key cached_key;
   static thread_local KernelParams<C> kp{};
-  static thread_local int num_sms = 0;
+  static thread_local int num_sms = 0, l2_bytes = 0;
   Key key{p.q, p.k, p.v, p.shape.seqlen_q, p.shape.seqlen_k, p.shape.heads_q, p.shape.heads_kv, 0};
   check_cuda(cudaGetDevice(&key.device), "cudaGetDevice");
   if (!(key == cached_key)) {
@@ -685,10 +676,11 @@ void launch_config(const FwdParams& p, Stream stream) {
                              _1{});
     check_cuda(cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, key.device),
                "SM count");
+    check_cuda(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, key.device), "L2 size");
     cached_key = key;
   }
   kp.p = p;
-  kp.head_major = (forward_flags() & kHeadMajor) != 0 && kv_spills_l2(p, sizeof(T));
+  kp.head_major = (forward_flags() & kHeadMajor) != 0 && kv_spills_l2(p, sizeof(T), l2_bytes);
   auto* kernel = &flash_hopper_fwd_kernel<C>;
   static const cudaError_t attr =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem);
