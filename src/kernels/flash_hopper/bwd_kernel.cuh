@@ -45,6 +45,11 @@ struct BwdConfig {
   // swizzled K^T.
   static constexpr bool kDqSplitKeys = D == 64 || (kFlags & kBwdDqSplitKeys) != 0;
   static constexpr bool kPipelined = (kFlags & kBwdPipelined) != 0;
+  // kBwdDqBulk: each warpgroup stages its dQ (64 x kDqCols fp32) in shared memory and one thread
+  // adds it to the workspace with a TMA tensor reduction (cp.reduce.async.bulk.tensor .add.f32),
+  // instead of 16 red.global.add.v2.f32 per thread. Rows past the chunk hold exact zeros (P = 0
+  // there), so the whole 64-row box may be added; rows past seqlen_q are clipped by the TMA.
+  static constexpr bool kDqBulk = (kFlags & kBwdDqBulk) != 0;
   static constexpr int kBlockM = BwdTile::kRows;  // queries per step
   static constexpr int kBlockN = BwdTile::kCols;  // keys of the CTA
   static constexpr int kStages = 2;
@@ -57,6 +62,7 @@ struct BwdConfig {
   // Named barriers (0 is __syncthreads): the dS that dQ reads stored, both warpgroups' halves
   // (kBarDS), or with the key split a warpgroup's own (kBarDS + warpgroup).
   static constexpr int kBarDS = 1;
+  static constexpr int kBarDq = 3;  // kBwdDqBulk: a warpgroup's staging tile free / written (3, 4)
   static constexpr int kDSSyncThreads = kDqSplitKeys ? 128 : 128 * kConsumerWGs;
   static_assert(kBlockM == 64 && kBlockN == 128 && (D == 64 || D == 128), "the layouts below");
   static constexpr int kDqCols = kDqSplitKeys ? D : D / 2;  // dQ columns of one warpgroup
@@ -114,12 +120,20 @@ struct BwdConfig {
   static constexpr int kKVBytes = kBlockN * D * int(sizeof(T));  // K (or V)
   static constexpr int kDSBytes = kBlockM * kBlockN * int(sizeof(T));  // one dS buffer
 
+  // kBwdDqBulk: a warpgroup's dQ staging tile, fp32 K-major with the 128-byte swizzle (8 rows x
+  // 32 floats per atom, as the TMA box reads it; the consumers' 8-byte stores spread over all
+  // banks).
+  using SmemDq = decltype(cute::tile_to_shape(cute::GMMA::Layout_K_SW128_Atom<float>{},
+                                              cute::Shape<BM, cute::Int<kDqCols>>{}));
+  static constexpr int kDqStaged = kDqBulk ? int(cute::cosize_v<SmemDq>) : 1;
+
   struct alignas(1024) Shared {
     cute::array_aligned<T, cute::cosize_v<SmemKV>, 1024> k;
     cute::array_aligned<T, cute::cosize_v<SmemKV>, 1024> v;
     cute::array_aligned<T, cute::cosize_v<SmemQ>, 1024> q;
     cute::array_aligned<T, cute::cosize_v<SmemQ>, 1024> d_o;
     cute::array_aligned<T, cute::cosize_v<SmemDS>, 1024> ds;
+    cute::array_aligned<float, kDqStaged, 1024> dq[kConsumerWGs];  // kBwdDqBulk only
     alignas(16) float lse2[kStages][kBlockM];
     alignas(16) float delta[kStages][kBlockM];
     alignas(8) std::uint64_t kv_full;
@@ -137,6 +151,10 @@ struct BwdConfig {
                                             cute::_1{}));
   using TmaKV = decltype(cute::make_tma_copy(cute::SM90_TMA_LOAD{}, GTensor{}, SmemKV{},
                                              cute::Shape<BN, BD>{}, cute::_1{}));
+  using GTensorDq = decltype(cute::make_tensor(cute::make_gmem_ptr(static_cast<float*>(nullptr)),
+                                               GShape{}, GStride{}));
+  using TmaDq = decltype(cute::make_tma_copy(cute::SM90_TMA_REDUCE_ADD{}, GTensorDq{}, SmemDq{},
+                                             cute::Shape<BM, cute::Int<kDqCols>>{}, cute::_1{}));
 };
 
 // Four 8 x 8 matrices of 16-bit elements, transposed on the way (lane l gives row l % 8 of matrix
@@ -155,6 +173,7 @@ struct BwdKernelParams {
   typename C::TmaQ tma_do;
   typename C::TmaKV tma_k;
   typename C::TmaKV tma_v;
+  typename C::TmaDq tma_dq;  // kBwdDqBulk only
   BwdParams p;
   BwdWork w;
   int head_major;  // kBwdHeadMajor: grid (item, KV head), else (KV head, item)
@@ -518,16 +537,43 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     }
     warpgroup_fence_operand(accdQ);
 
-    // dQ added to the fp32 accumulator, the chunk's rows only.
-    float* dq = w.dq_accum + h * D + (C::kDqSplitKeys ? 0 : C::kDqCols * cwg) + 2 * tq;
+    const int dq_col0 = C::kDqSplitKeys ? 0 : C::kDqCols * cwg;
+    if constexpr (C::kDqBulk) {
+      // Staged, then one TMA reduction of the warpgroup's 64 x kDqCols tile (issued by its first
+      // thread, which also waits for the previous one to have read the tile).
+      const bool issuer = ctid % 128 == 0;
+      if (issuer) tma_store_wait<0>();
+      cutlass::arch::NamedBarrier::sync(128, C::kBarDq + cwg);
+      Tensor sDq = make_tensor(make_smem_ptr(ss.dq[cwg].data()), typename C::SmemDq{});
 #pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {
-      const int r = 16 * wi + g + 8 * hh;
-      if (r < qlen) {
-        float* row = dq + (q0 + r) * q_stride;
+      for (int hh = 0; hh < 2; ++hh)
 #pragma unroll
         for (int j = 0; j < C::kDqCols / 8; ++j)
-          flash::ptx::atomic_add2(row + 8 * j, accdQ(4 * j + 2 * hh), accdQ(4 * j + 2 * hh + 1));
+          *reinterpret_cast<float2*>(&sDq(16 * wi + g + 8 * hh, 8 * j + 2 * tq)) =
+              make_float2(accdQ(4 * j + 2 * hh), accdQ(4 * j + 2 * hh + 1));
+      cutlass::arch::fence_view_async_shared();
+      cutlass::arch::NamedBarrier::sync(128, C::kBarDq + cwg);
+      if (issuer) {
+        Tensor mDq =
+            kp.tma_dq.get_tma_tensor(make_shape(p.shape.seqlen_q, Int<D>{}, p.shape.heads_q));
+        Tensor gDq = local_tile(domain_offset(make_coord(q0, dq_col0), mDq(_, _, h)),
+                                Shape<Int<kBlockM>, Int<C::kDqCols>>{}, make_coord(_0{}, _0{}));
+        auto cta = kp.tma_dq.get_slice(_0{});
+        copy(kp.tma_dq, cta.partition_S(sDq), cta.partition_D(gDq));
+        tma_store_arrive();
+      }
+    } else {
+      // dQ added to the fp32 accumulator, the chunk's rows only.
+      float* dq = w.dq_accum + h * D + dq_col0 + 2 * tq;
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int r = 16 * wi + g + 8 * hh;
+        if (r < qlen) {
+          float* row = dq + (q0 + r) * q_stride;
+#pragma unroll
+          for (int j = 0; j < C::kDqCols / 8; ++j)
+            flash::ptx::atomic_add2(row + 8 * j, accdQ(4 * j + 2 * hh), accdQ(4 * j + 2 * hh + 1));
+        }
       }
     }
 
@@ -542,6 +588,8 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     warpgroup_wait<0>();  // the last dK (its stage needs no release: nothing more is loaded)
     warpgroup_fence_operand(accdK);
   }
+  if constexpr (C::kDqBulk)
+    if (ctid % 128 == 0) tma_store_wait<0>();  // the staging tile is read before the CTA ends
 
   // ---- epilogue: dK (scaled) and dV, rows of the tile only ------------------------------------
 #pragma unroll
@@ -606,6 +654,12 @@ void launch_backward_main(const BwdParams& p, const BwdWork& w, Stream stream) {
                              typename C::SmemKV{}, kv_box, _1{});
     kp.tma_v = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.v, s.seqlen_k, s.heads_kv),
                              typename C::SmemKV{}, kv_box, _1{});
+    if constexpr (C::kDqBulk)
+      kp.tma_dq = make_tma_copy(
+          SM90_TMA_REDUCE_ADD{},
+          make_tensor(make_gmem_ptr(w.dq_accum), make_shape(s.seqlen_q, Int<D>{}, s.heads_q),
+                      make_stride(std::int64_t(s.heads_q) * D, _1{}, std::int64_t(D))),
+          typename C::SmemDq{}, Shape<Int<C::kBlockM>, Int<C::kDqCols>>{}, _1{});
     kp.p = p;
     kp.w = w;
     kp.head_major = (backward_flags() & kBwdHeadMajor) != 0;
@@ -625,11 +679,15 @@ void launch_backward_main(const BwdParams& p, const BwdWork& w, Stream stream) {
     else
       launch(std::false_type{}, flags);
   };
-  switch (backward_flags() & (kBwdPipelined | kBwdDqSplitKeys)) {
+  switch (backward_flags() & (kBwdPipelined | kBwdDqSplitKeys | kBwdDqBulk)) {
     case 0: with_partial(std::integral_constant<int, 0>{}); break;
     case 1: with_partial(std::integral_constant<int, 1>{}); break;
     case 2: with_partial(std::integral_constant<int, 2>{}); break;
-    default: with_partial(std::integral_constant<int, 3>{}); break;
+    case 3: with_partial(std::integral_constant<int, 3>{}); break;
+    case 8: with_partial(std::integral_constant<int, 8>{}); break;
+    case 9: with_partial(std::integral_constant<int, 9>{}); break;
+    case 10: with_partial(std::integral_constant<int, 10>{}); break;
+    default: with_partial(std::integral_constant<int, 11>{}); break;
   }
 }
 

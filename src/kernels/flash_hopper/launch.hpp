@@ -31,6 +31,7 @@ enum BwdFlags : int {
   kBwdPipelined = 1,    // dQ before dK (dK from the dS tile), next chunk's S, dP before dK's wait
   kBwdDqSplitKeys = 2,  // dQ split across the warpgroups by keys, not by D (always at head dim 64)
   kBwdHeadMajor = 4,    // grid (key tile, KV head): resident CTAs share a head (a run-time choice)
+  kBwdDqBulk = 8,       // dQ staged in shared memory, added by one TMA reduction per warpgroup
 };
 // Pipelined, head-major: the fastest measured (NOTES.md has the measurements of each).
 constexpr int kDefaultBwdFlags = kBwdPipelined | kBwdHeadMajor;
