@@ -1,7 +1,7 @@
 // The flash kernels on block-sparse masks against the CPU reference: uniform blocks of 64 and
 // 128, variable blocks of 128 / 256 / 512 on average, keep 0.2 / 0.5 / 0.8, causal or not, one
 // pattern per KV head (GQA and MHA) or one shared by all, odd S; forward O and LSE, backward dQ,
-// dK, dV, and the deterministic backward.
+// dK, dV, and the deterministic backward; the same cases through flash_hopper (sm_90a builds).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -16,7 +16,11 @@
 
 #include "flash_test_support.hpp"
 #include "longattn/error.hpp"
+#include "flash/flash_tensors.hpp"
 #include "longattn/kernels/flash.hpp"
+#ifdef LONGATTN_WITH_FLASH_HOPPER
+#include "longattn/kernels/flash_hopper.hpp"
+#endif
 #include "longattn/patterns.hpp"
 #include "longattn/reference.hpp"
 #include "longattn/views/row_intervals.hpp"
@@ -83,10 +87,14 @@ BlockSparseMask sparse_mask(const Case& c, std::uint64_t seed) {
   return std::get<BlockSparseMask>(make_mask(spec).mask);
 }
 
+enum class Kernel { portable, hopper };
+
 // Forward and backward of the kernels on one case, compared with the reference.
-void check_case(const Case& c, bool deterministic, std::uint64_t seed) {
+void check_case(const Case& c, bool deterministic, std::uint64_t seed,
+                Kernel kernel = Kernel::portable) {
   const BlockSparseMask mask = sparse_mask(c, seed);
-  const std::string what = case_name({c, 0}) + (deterministic ? " deterministic" : "");
+  const std::string what = case_name({c, 0}) + (deterministic ? " deterministic" : "") +
+                           (kernel == Kernel::hopper ? " flash_hopper" : "");
   AttentionShape s{c.seqlen, c.seqlen, c.heads_q, c.heads_kv, c.head_dim, 0.f};
   const flash::Shape fs{int(s.seqlen_q), int(s.seqlen_k), s.heads_q, s.heads_kv, s.head_dim,
                         s.softmax_scale()};
@@ -99,37 +107,29 @@ void check_case(const Case& c, bool deterministic, std::uint64_t seed) {
     ASSERT_EQ(cudaMemset(b->p, 0x7f, b == &lse ? nl * 4 : (b == &o || b == &dq ? nq : nkv) * 2),
               cudaSuccess);
 
-  flash::Plan plan = flash::make_plan(mask, fs, true, deterministic);
-  DevBuf ws(plan.workspace_bytes);
-  flash::FwdParams fp;
-  fp.shape = fs;
-  fp.dtype = c.dtype;
-  fp.q = q.dev.p;
-  fp.k = k.dev.p;
-  fp.v = v.dev.p;
-  fp.o = o.p;
-  fp.lse = static_cast<float*>(lse.p);
-  fp.mask = plan.fwd.view();
-  fp.tile_rows = plan.fwd.shape().rows;
-  flash::run_forward(fp, nullptr);
-  flash::BwdParams bp;
-  bp.shape = fs;
-  bp.dtype = c.dtype;
-  bp.deterministic = deterministic;
-  bp.q = q.dev.p;
-  bp.k = k.dev.p;
-  bp.v = v.dev.p;
-  bp.o = o.p;
-  bp.lse = static_cast<const float*>(lse.p);
-  bp.d_o = d_o.dev.p;
-  bp.dq = dq.p;
-  bp.dk = dk.p;
-  bp.dv = dv.p;
-  bp.workspace = ws.p;
-  bp.mask = plan.bwd.view();
-  bp.dq_mask = plan.dq.view();
-  flash::run_backward(bp, nullptr);
-  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
+  const bench::Tensors t{q.dev.p, k.dev.p, v.dev.p, o.p, static_cast<float*>(lse.p),
+                         d_o.dev.p, dq.p,     dk.p,     dv.p};
+  if (kernel == Kernel::hopper) {
+#ifdef LONGATTN_WITH_FLASH_HOPPER
+    flash::Plan plan = flash_hopper::prepare_block_sparse(mask, fs, true);
+    DevBuf ws(plan.workspace_bytes);
+    flash_hopper::run_forward(bench::forward_params(fs, c.dtype, t, plan.fwd.view()), nullptr);
+    flash_hopper::run_backward(
+        bench::backward_params(fs, c.dtype, t, ws.p, plan.bwd.view()), nullptr);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
+#endif
+  } else {
+    flash::Plan plan = flash::make_plan(mask, fs, true, deterministic);
+    DevBuf ws(plan.workspace_bytes);
+    flash::FwdParams fp = bench::forward_params(fs, c.dtype, t, plan.fwd.view());
+    fp.tile_rows = plan.fwd.shape().rows;
+    flash::run_forward(fp, nullptr);
+    flash::BwdParams bp = bench::backward_params(fs, c.dtype, t, ws.p, plan.bwd.view());
+    bp.deterministic = deterministic;
+    bp.dq_mask = plan.dq.view();
+    flash::run_backward(bp, nullptr);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
+  }
 
   std::vector<RowIntervals> rows;
   for (int h = 0; h < mask.num_heads(); ++h) rows.push_back(row_intervals(mask, h));
@@ -198,6 +198,25 @@ TEST_P(FlashSparse, MatchesReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, FlashSparse, ::testing::ValuesIn(sparse_cases()), case_name);
+
+#ifdef LONGATTN_WITH_FLASH_HOPPER
+class FlashHopperSparse : public ::testing::TestWithParam<Case> {};
+
+TEST_P(FlashHopperSparse, MatchesReference) {
+  if (!hopper_present()) GTEST_SKIP() << "no sm_90 device";
+  check_case(GetParam(), false, 300 + std::uint64_t(GetParam().seqlen), Kernel::hopper);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, FlashHopperSparse, ::testing::ValuesIn(sparse_cases()), case_name);
+
+TEST(FlashHopperSparseEdges, OneBlockAndTinyKeep) {
+  if (!hopper_present()) GTEST_SKIP() << "no sm_90 device";
+  check_case({Pattern::block_sparse_uniform, 128, 0.5, false, 77, 4, 2, 2, 128}, false, 10,
+             Kernel::hopper);
+  check_case({Pattern::block_sparse_uniform, 64, 0.01, true, 1500, 4, 2, 2, 128}, false, 11,
+             Kernel::hopper);
+}
+#endif
 
 TEST(FlashSparseEdges, DeterministicBackward) {
   if (!gpu_present()) GTEST_SKIP() << "no CUDA device";

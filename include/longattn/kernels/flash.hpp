@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string_view>
@@ -274,7 +275,10 @@ struct Plan {
 // never split (dK, dV are then written without atomics).
 Plan make_plan(const SliceMask& m, const Shape& shape, bool backward, bool deterministic);
 // Block-sparse: m has one pattern (shared by every KV head: the static grid) or heads_kv of them
-// (per-KV-head tiles). The backward's k->q lists are transposed on the device.
-Plan make_plan(const BlockSparseMask& m, const Shape& shape, bool backward, bool deterministic);
+// (per-KV-head tiles). The backward's k->q lists are transposed on the device. fwd_tile: the
+// forward's tiles when another kernel runs them (flash_hopper: 128 x 128); by default the
+// portable forward's (rows by the blocks' size).
+Plan make_plan(const BlockSparseMask& m, const Shape& shape, bool backward, bool deterministic,
+               std::optional<TileShape> fwd_tile = {});
 
 }  // namespace longattn::flash

@@ -43,6 +43,14 @@ struct BwdPlan {
 };
 BwdPlan prepare_backward(const SliceMask& m, const flash::Shape& shape);
 
+// ---- block-sparse masks ------------------------------------------------------------------------
+// The forward's 128 x 128 tiles and the backward's key-major tiles of a block-sparse mask (one
+// pattern for every KV head, or one per KV head: each work item then names its KV head), the
+// backward's k->q lists transposed on the device (flash::make_plan with this kernel's forward
+// tile); plan.dq is unused (no deterministic backward).
+flash::Plan prepare_block_sparse(const BlockSparseMask& m, const flash::Shape& shape,
+                                 bool backward);
+
 // p.mask from prepare_backward (p.dq_mask unused), p.o / p.lse from the forward, p.workspace of
 // plan.workspace_bytes. Throws InputError on unsupported shapes or missing tensors,
 // std::runtime_error on launch failures.

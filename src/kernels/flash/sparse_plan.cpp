@@ -91,7 +91,8 @@ int forward_rows(const BlockSparseMask& m) {
 
 }  // namespace
 
-Plan make_plan(const BlockSparseMask& m, const Shape& shape, bool backward, bool deterministic) {
+Plan make_plan(const BlockSparseMask& m, const Shape& shape, bool backward, bool deterministic,
+               std::optional<TileShape> fwd_tile) {
   if (!supported_head_dim(shape.head_dim))
     throw InputError(fmt::format("flash: head_dim {} is not one of 64, 128", shape.head_dim));
   if (m.seqlen() != shape.seqlen_q || m.seqlen() != shape.seqlen_k)
@@ -114,7 +115,8 @@ Plan make_plan(const BlockSparseMask& m, const Shape& shape, bool backward, bool
   PrepareOptions fwd;
   fwd.heads = shared ? shape.heads_q : group;
   plan.fwd = to_device(
-      prepare_block_sparse_mask(m, forward_tile(shape.head_dim, forward_rows(m)), false, fwd));
+      prepare_block_sparse_mask(
+          m, fwd_tile.value_or(forward_tile(shape.head_dim, forward_rows(m))), false, fwd));
   if (backward) {
     PrepareOptions opt;
     opt.passes = group;

@@ -176,7 +176,9 @@ struct BwdKernelParams {
   typename C::TmaDq tma_dq;  // kBwdDqBulk only
   BwdParams p;
   BwdWork w;
-  int head_major;  // kBwdHeadMajor: grid (item, KV head), else (KV head, item)
+  // kBwdHeadMajor, or a per-KV-head mask: grid (item, KV head) (per-KV-head: (item, 1), each item
+  // names its KV head); else (KV head, item).
+  int head_major;
 };
 
 template <class C>
@@ -198,9 +200,11 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   const BwdWork& w = kp.w;
   // CTAs start in blockIdx.x order: head-major, those resident together share one KV head's
   // query rows (its Q, dO and dQ in L2); otherwise each takes another head of the same item.
-  const int hk = kp.head_major ? blockIdx.y : blockIdx.x;
+  const int item_index = kp.head_major ? blockIdx.x : blockIdx.y;
+  const int hk = p.mask.item_heads ? __ldg(p.mask.item_heads + item_index)
+                                   : kp.head_major ? blockIdx.y : blockIdx.x;
   const int group = p.shape.heads_q / p.shape.heads_kv;
-  const flash::Item item = flash::load_item(p.mask, kp.head_major ? blockIdx.x : blockIdx.y);
+  const flash::Item item = flash::load_item(p.mask, item_index);
   const int k0 = item.outer_begin;
   const int valid_k = item.outer_end - item.outer_begin;
   const std::int64_t kv_stride = std::int64_t(p.shape.heads_kv) * D;
@@ -662,12 +666,14 @@ void launch_backward_main(const BwdParams& p, const BwdWork& w, Stream stream) {
           typename C::SmemDq{}, Shape<Int<C::kBlockM>, Int<C::kDqCols>>{}, _1{});
     kp.p = p;
     kp.w = w;
-    kp.head_major = (backward_flags() & kBwdHeadMajor) != 0;
+    const bool per_head = p.mask.item_heads != nullptr;
+    kp.head_major = per_head || (backward_flags() & kBwdHeadMajor) != 0;
     auto* kernel = &flash_hopper_bwd_kernel<C>;
     static const cudaError_t attr =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem);
     check_cuda(attr, "cudaFuncSetAttribute(max dynamic shared memory)");
-    const unsigned heads = unsigned(s.heads_kv), items = unsigned(p.mask.num_items);
+    const unsigned heads = per_head ? 1u : unsigned(s.heads_kv);
+    const unsigned items = unsigned(p.mask.num_items);
     const dim3 grid = kp.head_major ? dim3(items, heads) : dim3(heads, items);
     kernel<<<grid, C::kThreads, C::kSmem, stream>>>(kp);
     check_cuda(cudaGetLastError(), "backward launch");

@@ -77,6 +77,11 @@ BwdPlan prepare_backward(const SliceMask& m, const flash::Shape& shape) {
   return plan;
 }
 
+flash::Plan prepare_block_sparse(const BlockSparseMask& m, const flash::Shape& shape,
+                                 bool backward) {
+  return flash::make_plan(m, shape, backward, false, forward_tile(shape.head_dim));
+}
+
 void run_backward(const BwdParams& p, Stream stream) {
   flash::validate_shape(p.shape, "flash_hopper backward", supported_head_dim, "64 or 128");
   if (p.deterministic)

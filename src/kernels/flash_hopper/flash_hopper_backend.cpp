@@ -1,12 +1,14 @@
 // The `flash_hopper` backend: longattn's sm_90a kernels (TMA + wgmma, warp-specialised) behind
 // the benchmark's Backend interface. prepare() derives the tile lists and partial-tile bitmasks
-// from the canonical mask (128 x 128 query-major forward, 64 x 128 key-major backward) and
-// allocates the backward workspace; forward/backward only enqueue kernels. The backward is not
-// deterministic (dQ by fp32 atomics); there is no deterministic variant.
+// from the canonical mask, static or block-sparse (128 x 128 query-major forward, 64 x 128
+// key-major backward), and allocates the backward workspace; forward/backward only enqueue
+// kernels. The backward is not deterministic (dQ by fp32 atomics); there is no deterministic
+// variant.
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
 #include <memory>
+#include <utility>
 
 #include "device_memory.hpp"
 #include "flash/flash_tensors.hpp"
@@ -21,14 +23,22 @@ class HopperPlan final : public Plan {
   explicit HopperPlan(const Problem& p) {
     shape_ = flash_shape(p.shape);
     dtype_ = flash_dtype(p.dtype);
-    const auto& mask = std::get<SliceMask>(p.canonical());
+    const bool backward = runs_backward(p.direction);
     try {
-      mask_ = flash_hopper::prepare_forward(mask, p.shape.head_dim);
-      if (runs_backward(p.direction)) bwd_ = flash_hopper::prepare_backward(mask, shape_);
+      if (const auto* sparse = std::get_if<BlockSparseMask>(&p.canonical())) {
+        flash::Plan plan = flash_hopper::prepare_block_sparse(*sparse, shape_, backward);
+        mask_ = std::move(plan.fwd);
+        bwd_.mask = std::move(plan.bwd);
+        bwd_.workspace_bytes = plan.workspace_bytes;
+      } else {
+        const auto& mask = std::get<SliceMask>(p.canonical());
+        mask_ = flash_hopper::prepare_forward(mask, p.shape.head_dim);
+        if (backward) bwd_ = flash_hopper::prepare_backward(mask, shape_);
+      }
     } catch (const flash::DeviceOutOfMemory& e) {
       throw OutOfMemory(e.what());
     }
-    if (runs_backward(p.direction))
+    if (backward)
       workspace_ = DeviceBuffer(bwd_.workspace_bytes, "flash_hopper: backward workspace");
   }
 
@@ -58,18 +68,17 @@ class HopperBackend final : public Backend {
     caps_.gqa = true;
     caps_.forward = true;
     caps_.backward = true;
-    caps_.dynamic_masks = false;
+    caps_.dynamic_masks = true;
     caps_.masks =
-        "all 12 static masks: the flash kernels' prepared mask (128 x 128 tiles forward, "
-        "64 x 128 key-major backward), exact bitmasks on partial tiles";
+        "all 12 static masks and block-sparse (uniform, variable; per-KV-head patterns): the "
+        "flash kernels' prepared mask (128 x 128 tiles forward, 64 x 128 key-major backward), "
+        "exact bitmasks on partial tiles";
   }
   std::string_view name() const override { return "flash_hopper"; }
   const Capabilities& capabilities() const override { return caps_; }
   std::string version() const override { return "longattn flash_hopper (TMA + wgmma, sm_90a)"; }
 
   std::optional<std::string> unsupported_reason(const Problem& p) const override {
-    if (!std::holds_alternative<SliceMask>(p.canonical()))
-      return std::string("flash_hopper runs static masks only");
     if (p.shape.seqlen_q > Index(65535) * 64 || p.shape.seqlen_k > Index(65535) * 64)
       return fmt::format("flash_hopper: sequence length {} is too long for one launch",
                          std::max(p.shape.seqlen_q, p.shape.seqlen_k));

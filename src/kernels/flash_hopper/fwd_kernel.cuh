@@ -203,14 +203,25 @@ struct RingPos {
 // one KV head's K and V. A persistent CTA takes every gridDim-th unit in a snake order (even
 // rounds left to right, odd rounds right to left), which evens out the sums of the decreasing
 // item weights; otherwise a CTA runs unit blockIdx.x.
+// Per-KV-head masks (block-sparse): each item names its KV head, and its units are the query
+// heads of that head's group.
 struct Unit {
   int item, head;
 };
-__device__ __forceinline__ Unit unit_coords(int unit, int num_items, int heads, int group,
-                                            bool head_major) {
+__device__ __forceinline__ Unit unit_coords(int unit, const flash::MaskView& m, int heads,
+                                            int group, bool head_major) {
+  if (m.item_heads) {
+    const int item = unit / group;
+    return {item, __ldg(m.item_heads + item) * group + unit % group};
+  }
   if (!head_major) return {unit / heads, unit % heads};
-  const int per_kv_head = num_items * group, rest = unit % per_kv_head;
+  const int per_kv_head = m.num_items * group, rest = unit % per_kv_head;
   return {rest / group, unit / per_kv_head * group + rest % group};
+}
+// Units of a launch: (item, query head) pairs, or with per-KV-head masks (item, head of its group).
+__host__ __device__ __forceinline__ std::int64_t num_units_of(const FwdParams& p) {
+  const int per_item = p.mask.item_heads ? p.shape.heads_q / p.shape.heads_kv : p.shape.heads_q;
+  return std::int64_t(p.mask.num_items) * per_item;
 }
 
 template <bool kPersistent>
@@ -241,7 +252,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   const FwdParams& p = kp.p;
   const int heads = p.shape.heads_q;
   const int group = heads / p.shape.heads_kv;
-  const int num_units = p.mask.num_items * heads;
+  const int num_units = int(num_units_of(p));
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (threadIdx.x == 0) {
@@ -285,7 +296,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     for (int round = 0;; ++round) {
       const int unit = unit_of_round<C::kPersistent>(round, num_units);
       if (unit >= num_units) break;
-      const Unit u = unit_coords(unit, p.mask.num_items, heads, group, kp.head_major);
+      const Unit u = unit_coords(unit, p.mask, heads, group, kp.head_major);
       const int h = u.head, hk = h / group;
       const flash::Item item = flash::load_item(p.mask, u.item);
       flash::TileCursor<C::kBlockN> cur;
@@ -512,7 +523,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   for (int round = 0;; ++round) {
     const int unit = unit_of_round<C::kPersistent>(round, num_units);
     if (unit >= num_units) break;
-    const Unit u = unit_coords(unit, p.mask.num_items, heads, group, kp.head_major);
+    const Unit u = unit_coords(unit, p.mask, heads, group, kp.head_major);
     const int h = u.head;
     const flash::Item item = flash::load_item(p.mask, u.item);
     const int q0 = item.outer_begin;
@@ -685,7 +696,7 @@ void launch_config(const FwdParams& p, Stream stream) {
   static const cudaError_t attr =
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem);
   check_cuda(attr, "cudaFuncSetAttribute(max dynamic shared memory)");
-  const std::int64_t units = std::int64_t(p.mask.num_items) * p.shape.heads_q;
+  const std::int64_t units = num_units_of(p);
   if (units > std::int64_t(INT32_MAX))
     throw std::runtime_error("flash_hopper: too many (query tile, head) units for one launch");
   const int grid = C::kPersistent ? int(std::min<std::int64_t>(units, num_sms)) : int(units);
