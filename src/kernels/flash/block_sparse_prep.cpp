@@ -241,12 +241,12 @@ MaskTiles prepare_block_sparse_mask(const BlockSparseMask& m, TileShape shape, b
   }
   out.head_outer.push_back(std::int32_t(out.outer.size()));
   add_work_items(out, chunks_of, opt);
-  if (!key_major) {
-    // Query-major items (never split: one per outer tile, as many per head) grouped by KV head,
-    // each head's heaviest first: the kernels' grid z is the head, y its items.
-    std::stable_sort(out.items.begin(), out.items.end(),
-                     [](const WorkItem& a, const WorkItem& b) { return a.kv_head < b.kv_head; });
-  }
+  // Items grouped by KV head, each head's heaviest first. Query-major (never split: one per outer
+  // tile, as many per head), the kernels' grid z is the head, y its items; key-major, the CTAs
+  // resident together then walk one head's Q, dO and dQ rows, which stay in L2, instead of every
+  // head's at once.
+  std::stable_sort(out.items.begin(), out.items.end(),
+                   [](const WorkItem& a, const WorkItem& b) { return a.kv_head < b.kv_head; });
   return out;
 }
 

@@ -33,8 +33,8 @@ enum BwdFlags : int {
   kBwdHeadMajor = 4,    // grid (key tile, KV head): resident CTAs share a head (a run-time choice)
   kBwdDqBulk = 8,       // dQ staged in shared memory, added by one TMA reduction per warpgroup
 };
-// Pipelined, head-major: the fastest measured (NOTES.md has the measurements of each).
-constexpr int kDefaultBwdFlags = kBwdPipelined | kBwdHeadMajor;
+// Pipelined, head-major, dQ by TMA reduction: the fastest measured (NOTES.md has each measurement).
+constexpr int kDefaultBwdFlags = kBwdPipelined | kBwdHeadMajor | kBwdDqBulk;
 
 // LONGATTN_HOPPER_BWD_FLAGS (an integer of BwdFlags bits) or kDefaultBwdFlags; read once.
 int backward_flags();
