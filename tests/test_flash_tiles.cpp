@@ -120,7 +120,11 @@ TEST(FlashBlockSparseTiles, RasteriseToTheMaskPerKvHead) {
           const std::string what = fmt::format("{} block {} causal {} S={} variant {}",
                                                to_string(l.pattern), l.sparse_block, causal, s,
                                                variant);
-          if (!key_major) {  // grouped by KV head, as many per head
+          // Grouped by KV head in both directions (the backward's resident CTAs then share one
+          // head's rows); query-major, as many per head.
+          for (size_t i = 1; i < t.items.size(); ++i)
+            EXPECT_LE(t.items[i - 1].kv_head, t.items[i].kv_head) << what << " item " << i;
+          if (!key_major) {
             ASSERT_EQ(t.items.size() % size_t(m.num_heads()), 0u) << what;
             const size_t per = t.items.size() / size_t(m.num_heads());
             for (size_t i = 0; i < t.items.size(); ++i)
