@@ -28,8 +28,9 @@ void run_forward(const FwdParams& p, Stream stream);
 
 // ---- backward ---------------------------------------------------------------------------------
 // Key-major like the portable backward (128-key tiles, 64-query chunks, the query heads of a GQA
-// group walked by one CTA), dQ through fp32 atomics into the workspace. Not deterministic: the
-// dQ sums' order varies between runs (BwdParams::deterministic is rejected).
+// group walked by one CTA), dQ added to the fp32 workspace by TMA reductions (unordered, as
+// atomics are). Not deterministic: the dQ sums' order varies between runs
+// (BwdParams::deterministic is rejected).
 
 using flash::BwdParams;
 

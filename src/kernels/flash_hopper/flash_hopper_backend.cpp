@@ -2,8 +2,8 @@
 // the benchmark's Backend interface. prepare() derives the tile lists and partial-tile bitmasks
 // from the canonical mask, static or block-sparse (128 x 128 query-major forward, 64 x 128
 // key-major backward), and allocates the backward workspace; forward/backward only enqueue
-// kernels. The backward is not deterministic (dQ by fp32 atomics); there is no deterministic
-// variant.
+// kernels. The backward is not deterministic (dQ added to an fp32 sum by unordered TMA
+// reductions); there is no deterministic variant.
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
