@@ -142,19 +142,15 @@ struct BwdConfig {
   static constexpr int kSmem = int(sizeof(Shared));
   static_assert(kSmem <= 227 * 1024, "shared memory");
 
-  using GShape = cute::Shape<int, BD, int>;
-  using GStride = cute::Stride<std::int64_t, cute::_1, std::int64_t>;
-  using GTensor = decltype(cute::make_tensor(cute::make_gmem_ptr(static_cast<const T*>(nullptr)),
-                                             GShape{}, GStride{}));
+  using GTensor = SeqTensor<D, const T>;
   using TmaQ = decltype(cute::make_tma_copy(cute::SM90_TMA_LOAD{}, GTensor{},
                                             cute::take<0, 2>(SmemQ{}), cute::Shape<BM, BD>{},
                                             cute::_1{}));
   using TmaKV = decltype(cute::make_tma_copy(cute::SM90_TMA_LOAD{}, GTensor{}, SmemKV{},
                                              cute::Shape<BN, BD>{}, cute::_1{}));
-  using GTensorDq = decltype(cute::make_tensor(cute::make_gmem_ptr(static_cast<float*>(nullptr)),
-                                               GShape{}, GStride{}));
-  using TmaDq = decltype(cute::make_tma_copy(cute::SM90_TMA_REDUCE_ADD{}, GTensorDq{}, SmemDq{},
-                                             cute::Shape<BM, cute::Int<kDqCols>>{}, cute::_1{}));
+  using TmaDq = decltype(cute::make_tma_copy(cute::SM90_TMA_REDUCE_ADD{}, SeqTensor<D, float>{},
+                                             SmemDq{}, cute::Shape<BM, cute::Int<kDqCols>>{},
+                                             cute::_1{}));
 };
 
 // Four 8 x 8 matrices of 16-bit elements, transposed on the way (lane l gives row l % 8 of matrix
@@ -644,9 +640,7 @@ void launch_backward_main(const BwdParams& p, const BwdWork& w, Stream stream) {
     using namespace cute;
     BwdKernelParams<C> kp{};
     auto gmem = [&](const void* ptr, int seqlen, int heads) {
-      return make_tensor(make_gmem_ptr(static_cast<const T*>(ptr)),
-                         make_shape(seqlen, Int<D>{}, heads),
-                         make_stride(std::int64_t(heads) * D, _1{}, std::int64_t(D)));
+      return seq_tensor<D>(static_cast<const T*>(ptr), seqlen, heads);
     };
     auto q_box = Shape<Int<C::kBlockM>, Int<D>>{};
     auto kv_box = Shape<Int<C::kBlockN>, Int<D>>{};
@@ -659,11 +653,10 @@ void launch_backward_main(const BwdParams& p, const BwdWork& w, Stream stream) {
     kp.tma_v = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.v, s.seqlen_k, s.heads_kv),
                              typename C::SmemKV{}, kv_box, _1{});
     if constexpr (C::kDqBulk)
-      kp.tma_dq = make_tma_copy(
-          SM90_TMA_REDUCE_ADD{},
-          make_tensor(make_gmem_ptr(w.dq_accum), make_shape(s.seqlen_q, Int<D>{}, s.heads_q),
-                      make_stride(std::int64_t(s.heads_q) * D, _1{}, std::int64_t(D))),
-          typename C::SmemDq{}, Shape<Int<C::kBlockM>, Int<C::kDqCols>>{}, _1{});
+      kp.tma_dq = make_tma_copy(SM90_TMA_REDUCE_ADD{},
+                                seq_tensor<D>(w.dq_accum, s.seqlen_q, s.heads_q),
+                                typename C::SmemDq{}, Shape<Int<C::kBlockM>, Int<C::kDqCols>>{},
+                                _1{});
     kp.p = p;
     kp.w = w;
     const bool per_head = p.mask.item_heads != nullptr;

@@ -45,6 +45,7 @@
 
 #include "flash/mask_tiles.cuh"
 #include "launch.hpp"
+#include "seq_tensor.cuh"
 #include "wgmma.cuh"
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -164,11 +165,7 @@ struct Config {
   static constexpr int kSmem = int(sizeof(Shared));
   static_assert(kSmem <= 227 * 1024, "shared memory");
 
-  // Global tensors as TMA sees them: (seq, D, head) with the sequence stride heads x D.
-  using GShape = cute::Shape<int, BD, int>;
-  using GStride = cute::Stride<std::int64_t, cute::_1, std::int64_t>;
-  using GTensor = decltype(cute::make_tensor(cute::make_gmem_ptr(static_cast<const T*>(nullptr)),
-                                             GShape{}, GStride{}));
+  using GTensor = SeqTensor<D, const T>;
   using TmaQ = decltype(cute::make_tma_copy(cute::SM90_TMA_LOAD{}, GTensor{}, SmemQ{},
                                             cute::Shape<BM, BD>{}, cute::_1{}));
   using TmaKV = decltype(cute::make_tma_copy(cute::SM90_TMA_LOAD{}, GTensor{},
@@ -673,9 +670,7 @@ void launch_config(const FwdParams& p, Stream stream) {
   check_cuda(cudaGetDevice(&key.device), "cudaGetDevice");
   if (!(key == cached_key)) {
     auto gmem = [&](const void* ptr, int seqlen, int heads) {
-      return make_tensor(make_gmem_ptr(static_cast<const T*>(ptr)),
-                         make_shape(seqlen, Int<D>{}, heads),
-                         make_stride(std::int64_t(heads) * D, _1{}, std::int64_t(D)));
+      return seq_tensor<D>(static_cast<const T*>(ptr), seqlen, heads);
     };
     kp.tma_q = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.q, p.shape.seqlen_q, p.shape.heads_q),
                              typename C::SmemQ{}, Shape<Int<C::kBlockM>, Int<D>>{}, _1{});
