@@ -40,6 +40,7 @@
 #   FWD_VARIANT_FILTER='*ForwardMatchesReference/*_S1000_*H6x2*:FlashHopperEdges.*'
 #   BWD_VARIANT_FILTER='*GradientsMatchReference/*_S77_*:*GradientsMatchReference/*_S1000_*:FlashHopperBackwardEdges.*'
 #   NCU_DIRECTION=bwd  NCU_TIMEOUT=60  NCU_ARGS='--mask full --seqlen 8K --heads 64:8 --head-dim 128 --dtype bf16'
+#   NCU_EXTRA=           more ncu options (e.g. '--section SourceCounters')
 #   LONGATTN_GIT_COMMIT: the commit the records name (a copied tree may have no .git)
 # Prints a line per step and the benchmark rows. Every log, record and ncu report goes to W,
 # packed into OUT/logs.tgz after each step (the device tool returns at most 8 files). B and W lie
@@ -218,7 +219,7 @@ prof() {
   timeout "$(lim "$NCU_TIMEOUT")" ncu --clock-control none -k "regex:flash_hopper_$NCU_DIRECTION" -c 1 \
     --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
     --section MemoryWorkloadAnalysis_Tables --section WarpStateStats --section SchedulerStats \
-    --section LaunchStats -f -o "$W/ncu_$2" "$1" bench --backend flash_hopper "${args[@]}" \
+    --section LaunchStats ${NCU_EXTRA:-} -f -o "$W/ncu_$2" "$1" bench --backend flash_hopper "${args[@]}" \
     --direction "$NCU_DIRECTION" --check-rows 0 --time-budget 0.01 --out "$W/ncu_bench_$2" \
     >"$W/ncu_$2.log" 2>&1
   echo "== ncu $2 rc=$? $(at): $NCU_DIRECTION $NCU_ARGS"
