@@ -4,8 +4,8 @@
 // chunks (64 rows) of its runs once for each query head of the GQA group (the item's passes).
 // Head-major grid (kBwdHeadMajor): the CTAs resident together take the key tiles of one KV head.
 //   warpgroup 0, producer (registers lowered): one thread issues TMA loads of K, V once and, per
-//     query chunk, of Q and dO into a kStages-deep ring ("full": transaction bytes, "empty": the
-//     consumer threads); a second warp copies the chunk's lse2 and delta rows into the same stage
+//     query chunk, of Q and dO (and a partial chunk's bitmask) into a kStages-deep ring ("full":
+//     transaction bytes, "empty": the consumer threads); a second warp copies the chunk's lse2 and delta rows into the same stage
 //     (+inf / 0 past the chunk's rows, so those rows contribute nothing);
 //   warpgroups 1, 2, consumers (registers raised): 64 keys each. Transposed scores, so that P^T
 //     and dS^T come out of the accumulators already in the A-operand layout of dV, dK:
@@ -38,12 +38,11 @@ struct BwdConfig {
   // BwdFlags (launch.hpp). kBwdPipelined: dQ before dK, dK from the shared dS tile, the next
   // chunk's S^T, dP^T issued before waiting for dK; without it, the first schedule: dK (RS)
   // issued before the dS barrier, dQ last, the chunk's GEMMs all done before the next chunk's.
-  // dQ = dS K split across the consumer warpgroups: by D (each half of D over all 128 keys: a
-  // barrier between the warpgroups for the dS halves), or by keys (kBwdDqSplitKeys: each its own
-  // 64 keys over all of D, both adding to the workspace; no barrier between them, twice the
-  // atomics). Always by keys at head dim 64, where a wgmma N of 32 cannot read the 128-byte
-  // swizzled K^T.
-  static constexpr bool kDqSplitKeys = D == 64 || (kFlags & kBwdDqSplitKeys) != 0;
+  // dQ = dS K split across the consumer warpgroups: by D at head dim 128 (each half of D over
+  // all 128 keys: a barrier between the warpgroups for the dS halves), by keys at head dim 64
+  // (each its own 64 keys over all of D, both adding to the workspace), where a wgmma N of 32
+  // cannot read the 128-byte swizzled K^T.
+  static constexpr bool kDqSplitKeys = D == 64;
   static constexpr bool kPipelined = (kFlags & kBwdPipelined) != 0;
   // kBwdDqBulk: each warpgroup stages its dQ (64 x kDqCols fp32) in shared memory and one thread
   // adds it to the workspace with a TMA tensor reduction (cp.reduce.async.bulk.tensor .add.f32),
@@ -118,6 +117,7 @@ struct BwdConfig {
 
   static constexpr int kQBytes = kBlockM * D * int(sizeof(T));   // one stage of Q (or dO)
   static constexpr int kKVBytes = kBlockN * D * int(sizeof(T));  // K (or V)
+  static constexpr int kBitsBytes = kBlockM * kWords * 4;          // a partial chunk's bitmask
   static constexpr int kDSBytes = kBlockM * kBlockN * int(sizeof(T));  // one dS buffer
 
   // kBwdDqBulk: a warpgroup's dQ staging tile, fp32 K-major with the 128-byte swizzle (8 rows x
@@ -134,6 +134,8 @@ struct BwdConfig {
     cute::array_aligned<T, cute::cosize_v<SmemQ>, 1024> d_o;
     cute::array_aligned<T, cute::cosize_v<SmemDS>, 1024> ds;
     cute::array_aligned<float, kDqStaged, 1024> dq[kConsumerWGs];  // kBwdDqBulk only
+    // A partial chunk's bitmask ([kBlockM query rows][kWords]), copied in with its Q and dO.
+    alignas(16) std::uint32_t bits[kHasPartial ? kStages : 1][kBlockM * kWords];
     alignas(16) float lse2[kStages][kBlockM];
     alignas(16) float delta[kStages][kBlockM];
     alignas(8) std::uint64_t kv_full;
@@ -281,10 +283,17 @@ __global__ void __launch_bounds__(C::kThreads, 1)
                                make_coord(_0{}, _0{}));
         Tensor gdO = local_tile(domain_offset(make_coord(cur.pos, _0{}), mdO(_, _, h)), tile_q,
                                 make_coord(_0{}, _0{}));
+        const bool partial = C::kHasPartial && cur.bits >= 0;
         Barrier::wait(&ss.qdo_empty[stage], phase ^ 1);
-        TxBarrier::arrive_and_expect_tx(&ss.qdo_full[stage], 2 * C::kQBytes);
+        TxBarrier::arrive_and_expect_tx(&ss.qdo_full[stage],
+                                        2 * C::kQBytes + (partial ? C::kBitsBytes : 0));
         copy(kp.tma_q.with(ss.qdo_full[stage]), cq.partition_S(gQ), tQsQ(_, _, _, stage));
         copy(kp.tma_do.with(ss.qdo_full[stage]), cdo.partition_S(gdO), tdOsdO(_, _, _, stage));
+        // The bitmask too, so that the consumers read it from shared memory: from global
+        // memory, its loads were their longest stall on partial chunks (ncu, s7/).
+        if (partial)
+          SM90_BULK_COPY_G2S::copy(flash::tile_row_bits<kBlockM, C::kWords>(p.mask, cur.bits, 0),
+                                   &ss.qdo_full[stage], ss.bits[stage], C::kBitsBytes);
         if (++stage == kStages) {
           stage = 0;
           phase ^= 1;
@@ -422,14 +431,13 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     // word (keys / 32) of both key rows; packed as bit 2 (2 ni + e) + hh.
     std::uint32_t allowed = 0xffffffffu;
     if (partial) {
-      const std::uint32_t* rows =
-          flash::tile_row_bits<kBlockM, C::kWords>(p.mask, bits, 0) + krow0 / 32;
+      const std::uint32_t* rows = ss.bits[C::kHasPartial ? stage : 0] + krow0 / 32;
       const int shift = krow0 % 32;
       allowed = 0;
 #pragma unroll
       for (int c = 0; c < 16; ++c) {
         const int qc = 8 * (c / 2) + 2 * tq + c % 2;
-        const std::uint32_t word = __ldg(rows + qc * C::kWords) >> shift;
+        const std::uint32_t word = rows[qc * C::kWords] >> shift;
         allowed |= ((word & 1u) | ((word >> 7) & 2u)) << (2 * c);
       }
     }
@@ -633,10 +641,7 @@ void launch_backward_main(const BwdParams& p, const BwdWork& w, Stream stream) {
   using T = typename Elem<Dt>::type;
   const flash::Shape& s = p.shape;
   auto launch = [&](auto has_partial, auto flags) {
-    // The key split is implied at head dim 64: flags 2, 3 name the same kernels as 0, 1 there.
-    constexpr int kFlags =
-        D == 64 ? decltype(flags)::value | kBwdDqSplitKeys : decltype(flags)::value;
-    using C = BwdConfig<T, D, decltype(has_partial)::value, kFlags>;
+    using C = BwdConfig<T, D, decltype(has_partial)::value, decltype(flags)::value>;
     using namespace cute;
     BwdKernelParams<C> kp{};
     auto gmem = [&](const void* ptr, int seqlen, int heads) {
@@ -678,15 +683,11 @@ void launch_backward_main(const BwdParams& p, const BwdWork& w, Stream stream) {
     else
       launch(std::false_type{}, flags);
   };
-  switch (backward_flags() & (kBwdPipelined | kBwdDqSplitKeys | kBwdDqBulk)) {
+  switch (backward_flags() & (kBwdPipelined | kBwdDqBulk)) {
     case 0: with_partial(std::integral_constant<int, 0>{}); break;
     case 1: with_partial(std::integral_constant<int, 1>{}); break;
-    case 2: with_partial(std::integral_constant<int, 2>{}); break;
-    case 3: with_partial(std::integral_constant<int, 3>{}); break;
     case 8: with_partial(std::integral_constant<int, 8>{}); break;
-    case 9: with_partial(std::integral_constant<int, 9>{}); break;
-    case 10: with_partial(std::integral_constant<int, 10>{}); break;
-    default: with_partial(std::integral_constant<int, 11>{}); break;
+    default: with_partial(std::integral_constant<int, 9>{}); break;
   }
 }
 

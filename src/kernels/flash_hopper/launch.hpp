@@ -28,10 +28,11 @@ int forward_flags();
 
 // Schedules of the backward kernel (bwd_kernel.cuh), as bits.
 enum BwdFlags : int {
-  kBwdPipelined = 1,    // dQ before dK (dK from the dS tile), next chunk's S, dP before dK's wait
-  kBwdDqSplitKeys = 2,  // dQ split across the warpgroups by keys, not by D (always at head dim 64)
-  kBwdHeadMajor = 4,    // grid (key tile, KV head): resident CTAs share a head (a run-time choice)
-  kBwdDqBulk = 8,       // dQ staged in shared memory, added by one TMA reduction per warpgroup
+  kBwdPipelined = 1,  // dQ before dK (dK from the dS tile), next chunk's S, dP before dK's wait
+  // 2 was dQ split across the warpgroups by keys at head dim 128: removed after measurement (40%
+  // slower with atomics, 13% with the TMA reduction: twice the dQ bytes). Head dim 64 splits so.
+  kBwdHeadMajor = 4,  // grid (key tile, KV head): resident CTAs share a head (a run-time choice)
+  kBwdDqBulk = 8,     // dQ staged in shared memory, added by one TMA reduction per warpgroup
 };
 // Pipelined, head-major, dQ by TMA reduction: the fastest measured (NOTES.md has each measurement).
 constexpr int kDefaultBwdFlags = kBwdPipelined | kBwdHeadMajor | kBwdDqBulk;
