@@ -71,6 +71,50 @@ struct TileCursor {
   }
 };
 
+// A work item's chunks from its last to its first, each once per pass in [pass_begin, pass_end)
+// (the passes innermost); the same interface as TileCursor<Chunk, true>. Key-major items walked
+// so start at the end of their queries together: the CTAs of one document (or all of them on a
+// causal mask) then read the same query rows of the same head at the same time, which L2 serves
+// once, where ascending walks with the passes outermost drift apart (each tile's walk has its
+// own length).
+template <int Chunk>
+struct DescendingCursor {
+  int run, run_begin;
+  int pos, run_start, run_stop, bits;  // the chunk's first line and bits; its run's bounds
+  int pass, pass_begin, pass_end;
+
+  __device__ __forceinline__ void init(const Item& item, const MaskView& m) {
+    run_begin = item.run_begin;
+    run = item.run_end - 1;
+    pass = pass_begin = item.pass_begin;
+    pass_end = item.pass_end;
+    if (pass >= pass_end) run = run_begin - 1;
+    if (!done()) load(m);
+  }
+  __device__ __forceinline__ bool done() const { return run < run_begin; }
+  __device__ __forceinline__ int length() const { return min(Chunk, run_stop - pos); }
+  __device__ __forceinline__ void next(const MaskView& m) {
+    if (++pass < pass_end) return;
+    pass = pass_begin;
+    if (pos > run_start) {
+      pos -= Chunk;
+      if (bits >= 0) --bits;
+      return;
+    }
+    if (--run >= run_begin) load(m);
+  }
+
+ private:
+  __device__ __forceinline__ void load(const MaskView& m) {  // the run's last chunk
+    const int4 r = __ldg(reinterpret_cast<const int4*>(m.runs + run));
+    const int last = (r.y - r.x - 1) / Chunk;
+    run_start = r.x;
+    run_stop = r.y;
+    pos = r.x + last * Chunk;
+    bits = r.z >= 0 ? r.z + last : -1;
+  }
+};
+
 // Bits of one row of a partial tile that a thread needs, pre-shifted by 2 * (lane % 4) so that
 // the bit of accumulator column 8 * ni + 2 * (lane % 4) + e is bit 8 * (ni % 4) + e of word ni / 4
 // (word index relative to the first column the thread's accumulator covers, which must be a

@@ -49,6 +49,12 @@ struct BwdConfig {
   // instead of 16 red.global.add.v2.f32 per thread. Rows past the chunk hold exact zeros (P = 0
   // there), so the whole 64-row box may be added; rows past seqlen_q are clipped by the TMA.
   static constexpr bool kDqBulk = (kFlags & kBwdDqBulk) != 0;
+  // kBwdDescending: each key tile walks its query chunks from the last to the first, every head
+  // of the group on a chunk before the next (flash::DescendingCursor); else the chunks in order,
+  // once per head.
+  static constexpr bool kDescending = (kFlags & kBwdDescending) != 0;
+  using Cursor = std::conditional_t<kDescending, flash::DescendingCursor<BwdTile::kRows>,
+                                    flash::TileCursor<BwdTile::kRows, true>>;
   static constexpr int kBlockM = BwdTile::kRows;  // queries per step
   static constexpr int kBlockN = BwdTile::kCols;  // keys of the CTA
   static constexpr int kStages = 2;
@@ -208,8 +214,11 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   const std::int64_t kv_stride = std::int64_t(p.shape.heads_kv) * D;
   const std::int64_t kv_off = k0 * kv_stride + hk * D;
 
-  flash::TileCursor<kBlockM, true> cur;
-  cur.init(item);
+  typename C::Cursor cur;
+  if constexpr (C::kDescending)
+    cur.init(item, p.mask);
+  else
+    cur.init(item);
   if (cur.done()) {  // no query attends these keys: zero gradients (split: the zeroed workspace)
     if (p.mask.split) return;
     for (int c = threadIdx.x; c < C::kBlockN * (D / 8); c += C::kThreads) {
@@ -683,11 +692,12 @@ void launch_backward_main(const BwdParams& p, const BwdWork& w, Stream stream) {
     else
       launch(std::false_type{}, flags);
   };
-  switch (backward_flags() & (kBwdPipelined | kBwdDqBulk)) {
+  switch (backward_flags() & (kBwdPipelined | kBwdDqBulk | kBwdDescending)) {
     case 0: with_partial(std::integral_constant<int, 0>{}); break;
     case 1: with_partial(std::integral_constant<int, 1>{}); break;
     case 8: with_partial(std::integral_constant<int, 8>{}); break;
-    default: with_partial(std::integral_constant<int, 9>{}); break;
+    case 9: with_partial(std::integral_constant<int, 9>{}); break;
+    default: with_partial(std::integral_constant<int, 25>{}); break;
   }
 }
 
