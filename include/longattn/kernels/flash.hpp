@@ -106,6 +106,10 @@ struct MaskTiles {
   std::vector<WorkItem> items;        // heaviest first
   bool split = false;                 // some outer tile is shared by several items
   Index issued_area = 0;              // pairs computed: rows x keys of every chunk (all heads)
+  // Key-major: neighbouring key tiles' query spans share their ends more than their starts (as
+  // on causal masks), so a backward that walks each tile's chunks last to first, the passes
+  // innermost, keeps the tiles on the same query rows at the same time (add_work_items).
+  bool descending = false;
   // Per-KV-head masks (block-sparse): one set of outer tiles per KV head, concatenated; head h's
   // are [head_outer[h], head_outer[h + 1]) and cover the whole outer axis, and every item carries
   // its kv_head (items of all heads sorted together, heaviest first). Empty: one mask, every head.
@@ -170,6 +174,7 @@ struct MaskView {
   std::int32_t has_partial = 0;
   std::int32_t split = 0;
   std::int32_t mean_span = 0;  // MaskTiles::mean_span(), for the launches' scheduling choices
+  std::int32_t descending = 0;  // MaskTiles::descending
 };
 
 // A MaskTiles copied to the device in one allocation (movable; a moved-from one is not used).

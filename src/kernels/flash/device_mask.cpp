@@ -80,6 +80,7 @@ DeviceMask::DeviceMask(const MaskTiles& host) : shape_(host.shape), issued_area_
   view_.has_partial = host.bits.empty() ? 0 : 1;
   view_.split = host.split ? 1 : 0;
   view_.mean_span = std::int32_t(host.mean_span());
+  view_.descending = host.descending ? 1 : 0;
 }
 
 }  // namespace longattn::flash

@@ -72,30 +72,31 @@ struct TileCursor {
 };
 
 // A work item's chunks from its last to its first, each once per pass in [pass_begin, pass_end)
-// (the passes innermost); the same interface as TileCursor<Chunk, true>. Key-major items walked
-// so start at the end of their queries together: the CTAs of one document (or all of them on a
-// causal mask) then read the same query rows of the same head at the same time, which L2 serves
-// once, where ascending walks with the passes outermost drift apart (each tile's walk has its
-// own length).
+// (the passes innermost, from pass_begin + rotation % passes round); the interface of
+// TileCursor<Chunk, true>. Key tiles walked so where their query spans share their ends
+// (MaskTiles::descending: causal masks, documents) read the same query rows at the same time,
+// which L2 then serves once; rotations differing between neighbours spread their dQ additions
+// over the heads.
 template <int Chunk>
 struct DescendingCursor {
   int run, run_begin;
   int pos, run_start, run_stop, bits;  // the chunk's first line and bits; its run's bounds
-  int pass, pass_begin, pass_end;
+  int pass, pass_begin, pass_end, pass_first;
 
-  __device__ __forceinline__ void init(const Item& item, const MaskView& m) {
+  __device__ __forceinline__ void init(const Item& item, const MaskView& m, int rotation) {
     run_begin = item.run_begin;
     run = item.run_end - 1;
-    pass = pass_begin = item.pass_begin;
+    pass_begin = item.pass_begin;
     pass_end = item.pass_end;
-    if (pass >= pass_end) run = run_begin - 1;
+    if (pass_begin >= pass_end) run = run_begin - 1;
+    pass = pass_first = pass_begin + rotation % max(pass_end - pass_begin, 1);
     if (!done()) load(m);
   }
   __device__ __forceinline__ bool done() const { return run < run_begin; }
   __device__ __forceinline__ int length() const { return min(Chunk, run_stop - pos); }
   __device__ __forceinline__ void next(const MaskView& m) {
-    if (++pass < pass_end) return;
-    pass = pass_begin;
+    if (++pass == pass_end) pass = pass_begin;
+    if (pass != pass_first) return;
     if (pos > run_start) {
       pos -= Chunk;
       if (bits >= 0) --bits;

@@ -49,10 +49,11 @@ struct BwdConfig {
   // instead of 16 red.global.add.v2.f32 per thread. Rows past the chunk hold exact zeros (P = 0
   // there), so the whole 64-row box may be added; rows past seqlen_q are clipped by the TMA.
   static constexpr bool kDqBulk = (kFlags & kBwdDqBulk) != 0;
-  // kBwdDescending: each key tile walks its query chunks from the last to the first, every head
-  // of the group on a chunk before the next (flash::DescendingCursor); else the chunks in order,
-  // once per head.
-  static constexpr bool kDescending = (kFlags & kBwdDescending) != 0;
+  // Descending (kBwdDescending where the mask prefers it, MaskTiles::descending, or
+  // kBwdDescendingAlways): each key tile walks its query chunks from the last to the first, every
+  // head of the group on a chunk before the next (flash::DescendingCursor); else the chunks in
+  // order, once per head.
+  static constexpr bool kDescending = (kFlags & kBwdDescending) != 0;  // the kernel's walk
   using Cursor = std::conditional_t<kDescending, flash::DescendingCursor<BwdTile::kRows>,
                                     flash::TileCursor<BwdTile::kRows, true>>;
   static constexpr int kBlockM = BwdTile::kRows;  // queries per step
@@ -216,7 +217,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 
   typename C::Cursor cur;
   if constexpr (C::kDescending)
-    cur.init(item, p.mask);
+    cur.init(item, p.mask, k0 / C::kBlockN);
   else
     cur.init(item);
   if (cur.done()) {  // no query attends these keys: zero gradients (split: the zeroed workspace)
@@ -692,7 +693,11 @@ void launch_backward_main(const BwdParams& p, const BwdWork& w, Stream stream) {
     else
       launch(std::false_type{}, flags);
   };
-  switch (backward_flags() & (kBwdPipelined | kBwdDqBulk | kBwdDescending)) {
+  // The descending walk is built for the default schedule (pipelined, dQ by TMA reduction) only.
+  const int bwd_flags = backward_flags(), schedule = bwd_flags & (kBwdPipelined | kBwdDqBulk);
+  const bool descending = (bwd_flags & kBwdDescending) &&
+                          ((bwd_flags & kBwdDescendingAlways) || p.mask.descending);
+  switch (schedule | (descending && schedule == 9 ? kBwdDescending : 0)) {
     case 0: with_partial(std::integral_constant<int, 0>{}); break;
     case 1: with_partial(std::integral_constant<int, 1>{}); break;
     case 8: with_partial(std::integral_constant<int, 8>{}); break;

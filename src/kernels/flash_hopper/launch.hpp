@@ -33,7 +33,8 @@ enum BwdFlags : int {
   // slower with atomics, 13% with the TMA reduction: twice the dQ bytes). Head dim 64 splits so.
   kBwdHeadMajor = 4,  // grid (key tile, KV head): resident CTAs share a head (a run-time choice)
   kBwdDqBulk = 8,     // dQ staged in shared memory, added by one TMA reduction per warpgroup
-  kBwdDescending = 16,  // query chunks last to first, the GQA group's heads innermost
+  kBwdDescending = 16,  // query chunks last to first, heads innermost, where the mask prefers
+  kBwdDescendingAlways = 32,  // ... on every mask (for measuring)
 };
 // Pipelined, head-major, dQ by TMA reduction: the fastest measured (NOTES.md has each measurement).
 constexpr int kDefaultBwdFlags = kBwdPipelined | kBwdHeadMajor | kBwdDqBulk;
