@@ -231,6 +231,25 @@ TEST(FlashTiles, MeanSpanIsTheIssuedKeysPerQueryRow) {
   EXPECT_LT(span(Pattern::causal_document), s / 4);
 }
 
+TEST(FlashTiles, DescendingWalkWhereKeyTilesShareTheirQueryEnds) {
+  // Key-major, a GQA group of 8 query heads per CTA. Causal-like spans end together (descending
+  // keeps neighbouring key tiles on the same rows); a sliding window's spans shift with the tile
+  // and full spans are equal (ascending); query-major tiles never walk descending.
+  auto descending = [](Pattern p, bool key_major = true) {
+    flash::PrepareOptions opt;
+    opt.passes = 8;
+    const SliceMask m = std::get<SliceMask>(make_mask({p, 16384, {}, 0}).mask);
+    return flash::prepare_mask(m, key_major ? kBackward : kForward, key_major, opt).descending;
+  };
+  EXPECT_TRUE(descending(Pattern::causal));
+  EXPECT_TRUE(descending(Pattern::causal_document));
+  EXPECT_TRUE(descending(Pattern::prefix_lm_causal));
+  EXPECT_FALSE(descending(Pattern::full));
+  EXPECT_FALSE(descending(Pattern::sliding_window_causal));
+  EXPECT_FALSE(descending(Pattern::sliding_window));
+  EXPECT_FALSE(descending(Pattern::causal, false));
+}
+
 TEST(FlashBlockSparseTiles, StaticMasksHaveNoHeadSets) {
   const SliceMask m = std::get<SliceMask>(make_mask({Pattern::causal, 300, {}, 0}).mask);
   const flash::MaskTiles t = flash::prepare_mask(m, kForward, false);

@@ -24,7 +24,8 @@
 #             (at most NCU_TIMEOUT s: ncu once hung after writing its report); the base's too
 # Flags (src/kernels/flash_hopper/launch.hpp): forward bits 1 overlap, 2 ping-pong, 4 persistent,
 # 8 160-key chunks at D 128, 16 head-major units (default 23); backward bits 1 pipelined,
-# 4 head-major grid, 8 dQ by TMA reduction (default 13). Set for the whole call, they apply to every stage
+# 4 head-major grid, 8 dQ by TMA reduction, 16 descending walk where the mask prefers it, 32 on
+# every mask (default 29). Set for the whole call, they apply to every stage
 # (variants sets its own).
 #
 # Environment, with defaults:
@@ -35,7 +36,7 @@
 #   SAN_TOOLS='memcheck racecheck synccheck'
 #   BENCH_BACKENDS=flash_hopper,cudnn  DIRECTION=fwdbwd  BENCH_ARGS2=  CHECK_ROWS=16  TIME_BUDGET=0.3
 #   BENCH_ARGS='--mask full,causal --seqlen 16K --heads 64:8 --head-dim 128 --dtype bf16'
-#   FWD_FLAGS='7 15 3 5 0'  BWD_FLAGS='9 5 1' (empty: none)  VARIANT_ARGS=$BENCH_ARGS
+#   FWD_FLAGS='7 15 3 5 0'  BWD_FLAGS='13 61' (empty: none)  VARIANT_ARGS=$BENCH_ARGS
 #   VARIANT_TIMEOUT=60 (s, per benchmark run)
 #   FWD_VARIANT_FILTER='*ForwardMatchesReference/*_S1000_*H6x2*:FlashHopperEdges.*'
 #   BWD_VARIANT_FILTER='*GradientsMatchReference/*_S77_*:*GradientsMatchReference/*_S1000_*:FlashHopperBackwardEdges.*'
@@ -70,7 +71,7 @@ SAN_TOOLS=${SAN_TOOLS:-memcheck racecheck synccheck}
 BENCH_BACKENDS=${BENCH_BACKENDS:-flash_hopper,cudnn} DIRECTION=${DIRECTION:-fwdbwd}
 BENCH_ARGS=${BENCH_ARGS:---mask full,causal --seqlen 16K --heads 64:8 --head-dim 128 --dtype bf16}
 CHECK_ROWS=${CHECK_ROWS:-16} TIME_BUDGET=${TIME_BUDGET:-0.3}
-FWD_FLAGS=${FWD_FLAGS-7 15 3 5 0} BWD_FLAGS=${BWD_FLAGS-9 5 1}
+FWD_FLAGS=${FWD_FLAGS-7 15 3 5 0} BWD_FLAGS=${BWD_FLAGS-13 61}
 VARIANT_ARGS=${VARIANT_ARGS:-$BENCH_ARGS} VARIANT_TIMEOUT=${VARIANT_TIMEOUT:-60}
 FWD_VARIANT_FILTER=${FWD_VARIANT_FILTER-${fwd}*_S1000_*H6x2*:FlashHopperEdges.*}
 BWD_VARIANT_FILTER=${BWD_VARIANT_FILTER-${bwd}*_S77_*:${bwd}*_S1000_*:FlashHopperBackwardEdges.*}

@@ -36,8 +36,9 @@ enum BwdFlags : int {
   kBwdDescending = 16,  // query chunks last to first, heads innermost, where the mask prefers
   kBwdDescendingAlways = 32,  // ... on every mask (for measuring)
 };
-// Pipelined, head-major, dQ by TMA reduction: the fastest measured (NOTES.md has each measurement).
-constexpr int kDefaultBwdFlags = kBwdPipelined | kBwdHeadMajor | kBwdDqBulk;
+// Pipelined, head-major, dQ by TMA reduction, descending where the mask prefers it: the fastest
+// measured (NOTES.md has each measurement).
+constexpr int kDefaultBwdFlags = kBwdPipelined | kBwdHeadMajor | kBwdDqBulk | kBwdDescending;
 
 // LONGATTN_HOPPER_BWD_FLAGS (an integer of BwdFlags bits) or kDefaultBwdFlags; read once.
 int backward_flags();
