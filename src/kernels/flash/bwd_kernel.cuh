@@ -93,15 +93,12 @@ __global__ void __launch_bounds__(256) flash_bwd_preprocess(const BwdParams p, c
 
 // ---- 2. main kernel ---------------------------------------------------------------------------
 
-template <class T_, int D, bool kHasPartial_, bool kAtomicDQ_, bool kDescending_ = false>
+template <class T_, int D, bool kHasPartial_, bool kAtomicDQ_>
 struct BwdKernel {
   using T = T_;
   static constexpr int kD = D;
   static constexpr bool kHasPartial = kHasPartial_;
   static constexpr bool kAtomicDQ = kAtomicDQ_;
-  // The query chunks last to first, the group's heads innermost (DescendingCursor), or in order,
-  // once per head.
-  static constexpr bool kDescending = kDescending_;
   static constexpr int kBlockM = BwdTile<D>::kRows;  // queries per step
   static constexpr int kBlockN = BwdTile<D>::kCols;  // keys of the CTA
   static constexpr int kWarps = 8;
@@ -124,21 +121,18 @@ struct BwdKernel {
   static constexpr int kSmem = 2 * TileKV::kBytes + 4 * TileQ::kBytes + 2 * TileP::kBytes;
 };
 
-// head_major: grid (item, KV head), the CTAs resident together share one KV head's query rows;
-// else (KV head, item). Per-KV-head masks: one KV-head column, the item names its head.
 template <class K>
 __global__ void __launch_bounds__(K::kThreads, 1)
-    flash_bwd_kernel(const BwdParams p, const BwdWork w, const int head_major) {
+    flash_bwd_kernel(const BwdParams p, const BwdWork w) {
   using T = typename K::T;
   constexpr int D = K::kD;
   extern __shared__ __align__(128) unsigned char smem[];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, tq = lane & 3;
   const Shape& s = p.shape;
-  const int item_index = head_major ? blockIdx.x : blockIdx.y;
-  const int hk = p.mask.item_heads ? __ldg(p.mask.item_heads + item_index)
-                                   : int(head_major ? blockIdx.y : blockIdx.x);
-  const Item item = load_item(p.mask, item_index);
+  // Per-KV-head masks: the item names its KV head (the grid has one column).
+  const int hk = p.mask.item_heads ? __ldg(p.mask.item_heads + blockIdx.y) : int(blockIdx.x);
+  const Item item = load_item(p.mask, blockIdx.y);
   const int group = s.heads_q / s.heads_kv;
   const int k0 = item.outer_begin;
   const int valid_k = item.outer_end - item.outer_begin;
@@ -146,12 +140,8 @@ __global__ void __launch_bounds__(K::kThreads, 1)
   const std::int64_t kv_stride = std::int64_t(s.heads_kv) * D;
   const std::int64_t kv_off = k0 * kv_stride + hk * D;
 
-  std::conditional_t<K::kDescending, DescendingCursor<K::kBlockM>, TileCursor<K::kBlockM, true>>
-      cur;
-  if constexpr (K::kDescending)
-    cur.init(item, p.mask, k0 / K::kBlockN);
-  else
-    cur.init(item);
+  TileCursor<K::kBlockM, true> cur;
+  cur.init(item);
   if (cur.done()) {  // no query attends these keys: zero gradients (split: the zeroed workspace)
     if (p.mask.split) return;
     for (int c = tid; c < K::kBlockN * (D / 8); c += K::kThreads) {
@@ -486,31 +476,18 @@ void launch_backward(const BwdParams& p, Stream stream) {
   flash_bwd_preprocess<T, D><<<unsigned((rows * 32 + 255) / 256), 256, 0, stream>>>(p, w);
   check_cuda(cudaGetLastError(), "flash backward preprocess launch");
 
-  const int order = backward_order();
-  const bool head_major = order & kBwdHeadMajor;
-  const bool descending =
-      (order & kBwdDescending) && ((order & kBwdDescendingAlways) || p.mask.descending);
-  auto main = [&](auto has_partial, auto atomic_dq, auto desc) {
-    using K = BwdKernel<T, D, decltype(has_partial)::value, decltype(atomic_dq)::value,
-                        decltype(desc)::value>;
+  auto main = [&](auto has_partial, auto atomic_dq) {
+    using K = BwdKernel<T, D, decltype(has_partial)::value, decltype(atomic_dq)::value>;
     allow_smem<flash_bwd_kernel<K>>(K::kSmem);
-    const unsigned heads = p.mask.item_heads ? 1u : unsigned(s.heads_kv);
-    const unsigned items = unsigned(p.mask.num_items);
-    const dim3 grid = head_major ? dim3(items, heads) : dim3(heads, items);
-    flash_bwd_kernel<K><<<grid, K::kThreads, K::kSmem, stream>>>(p, w, head_major ? 1 : 0);
+    const dim3 grid(p.mask.item_heads ? 1u : unsigned(s.heads_kv), unsigned(p.mask.num_items));
+    flash_bwd_kernel<K><<<grid, K::kThreads, K::kSmem, stream>>>(p, w);
     check_cuda(cudaGetLastError(), "flash backward launch");
-  };
-  auto with_walk = [&](auto has_partial, auto atomic_dq) {
-    if (descending)
-      main(has_partial, atomic_dq, std::true_type{});
-    else
-      main(has_partial, atomic_dq, std::false_type{});
   };
   auto with_partial = [&](auto atomic_dq) {
     if (p.mask.has_partial)
-      with_walk(std::true_type{}, atomic_dq);
+      main(std::true_type{}, atomic_dq);
     else
-      with_walk(std::false_type{}, atomic_dq);
+      main(std::false_type{}, atomic_dq);
   };
   if (p.mask.num_items > 0) {
     if (p.deterministic)

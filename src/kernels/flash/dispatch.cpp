@@ -1,8 +1,6 @@
 // The single dispatch point: run-time (dtype, head_dim) become the template arguments of the
 // launch functions instantiated one per .cu file; the launch functions turn the remaining flags
 // (partial tiles present, deterministic backward) into compile-time constants of the kernels.
-#include <cstdlib>
-
 #include <fmt/format.h>
 
 #include "launch.hpp"
@@ -30,14 +28,6 @@ void dispatch(DType dt, int head_dim, F&& f) {
 }  // namespace
 
 bool supported_head_dim(int head_dim) { return head_dim == 64 || head_dim == 128; }
-
-int backward_order() {
-  static const int order = [] {
-    const char* s = std::getenv("LONGATTN_FLASH_BWD_ORDER");
-    return s && *s ? std::atoi(s) : int(kDefaultBwdOrder);
-  }();
-  return order;
-}
 
 void validate_shape(const Shape& s, std::string_view who, bool (*head_dim_ok)(int),
                     std::string_view head_dims) {

@@ -11,17 +11,6 @@ void launch_forward(const FwdParams& p, Stream stream);
 template <DType Dt, int D>
 void launch_backward(const BwdParams& p, Stream stream);
 
-// Orders of the backward's key tiles and of their query chunks, as bits (the work is the same).
-enum BwdOrder : int {
-  kBwdHeadMajor = 4,           // grid (key tile, KV head): resident CTAs share a head's rows
-  kBwdDescending = 16,         // query chunks last to first, heads innermost, where the mask prefers
-  kBwdDescendingAlways = 32,   // ... on every mask (for measuring)
-};
-constexpr int kDefaultBwdOrder = 0;
-
-// LONGATTN_FLASH_BWD_ORDER (an integer of BwdOrder bits) or kDefaultBwdOrder; read once.
-int backward_order();
-
 // Tile shapes, shared by the kernels and the host-side planning.
 template <int D, int Rows = 128>
 struct FwdTile {
