@@ -1,7 +1,9 @@
 #pragma once
 // Hopper backward kernel (sm_90a), warp-specialised, key-major. One CTA = one key tile (128 keys,
 // a work item of the key-major prepared mask, heaviest first) of one KV head; it walks the query
-// chunks (64 rows) of its runs once for each query head of the GQA group (the item's passes).
+// chunks (64 rows) of its runs for each query head of the GQA group (the item's passes): in
+// order, once per head, or (kBwdDescending, where the mask prefers it) last to first with the
+// heads innermost, so that the key tiles of a document read the same rows at the same time.
 // Head-major grid (kBwdHeadMajor): the CTAs resident together take the key tiles of one KV head.
 //   warpgroup 0, producer (registers lowered): one thread issues TMA loads of K, V once and, per
 //     query chunk, of Q and dO (and a partial chunk's bitmask) into a kStages-deep ring ("full":
