@@ -248,6 +248,13 @@ TEST(FlashTiles, DescendingWalkWhereKeyTilesShareTheirQueryEnds) {
   EXPECT_FALSE(descending(Pattern::sliding_window_causal));
   EXPECT_FALSE(descending(Pattern::sliding_window));
   EXPECT_FALSE(descending(Pattern::causal, false));
+  // Block-sparse: scattered kept blocks, always ascending (measured slower descending).
+  MaskSpec spec{Pattern::block_sparse_uniform, 16384, {}, 0};
+  spec.params.sparse_heads = 2;
+  flash::PrepareOptions opt;
+  opt.passes = 8;
+  const BlockSparseMask b = std::get<BlockSparseMask>(make_mask(spec).mask);
+  EXPECT_FALSE(flash::prepare_block_sparse_mask(b, kBackward, true, opt).descending);
 }
 
 TEST(FlashBlockSparseTiles, StaticMasksHaveNoHeadSets) {

@@ -108,7 +108,8 @@ struct MaskTiles {
   Index issued_area = 0;              // pairs computed: rows x keys of every chunk (all heads)
   // Key-major: neighbouring key tiles' query spans share their ends more than their starts (as
   // on causal masks), so a backward that walks each tile's chunks last to first, the passes
-  // innermost, keeps the tiles on the same query rows at the same time (add_work_items).
+  // innermost, keeps the tiles on the same query rows at the same time (add_work_items; never
+  // for block-sparse masks, whose kept blocks are scattered).
   bool descending = false;
   // Per-KV-head masks (block-sparse): one set of outer tiles per KV head, concatenated; head h's
   // are [head_outer[h], head_outer[h + 1]) and cover the whole outer axis, and every item carries
