@@ -64,7 +64,8 @@ Outputs run_hopper(const Inputs& in, const SliceMask& mask) {
   const std::size_t nl = std::size_t(s.heads_q) * s.seqlen_q;
   const flash::Shape fs{int(s.seqlen_q), int(s.seqlen_k), s.heads_q, s.heads_kv, s.head_dim,
                         s.softmax_scale()};
-  const flash::DeviceMask dm = flash_hopper::prepare_forward(mask, s.head_dim);
+  const flash::Plan plan = flash_hopper::make_plan(mask, fs, false);
+  const flash::DeviceMask& dm = plan.fwd;
   DevBuf q(nq * 2), k(nkv * 2), v(nkv * 2), o(nq * 2), lse(nl * 4);
   auto up = [&](DevBuf& b, const std::vector<float>& x) {
     const auto h = to_16(x, in.dtype);
@@ -211,7 +212,7 @@ TEST(FlashHopperEdges, ManyHeadsLongRows) {
 
 TEST(FlashHopperEdges, BadInputIsRejected) {
   const SliceMask mask(64, {{{0, 64}, {0, 64}, SliceType::causal}});
-  EXPECT_THROW(flash_hopper::prepare_forward(mask, 96), InputError);
+  EXPECT_THROW(flash_hopper::make_plan(mask, {64, 64, 4, 2, 96, 0.1f}, false), InputError);
   flash::FwdParams p;
   p.shape = {64, 64, 3, 2, 128, 0.1f};  // heads_q not a multiple of heads_kv
   EXPECT_THROW(flash_hopper::run_forward(p, nullptr), InputError);
@@ -262,8 +263,8 @@ Grads run_hopper_backward(const Inputs& in, const std::vector<float>& d_o_host,
   const std::size_t nl = std::size_t(s.heads_q) * s.seqlen_q;
   const flash::Shape fs{int(s.seqlen_q), int(s.seqlen_k), s.heads_q, s.heads_kv, s.head_dim,
                         s.softmax_scale()};
-  const flash::DeviceMask fwd = flash_hopper::prepare_forward(mask, s.head_dim);
-  const flash_hopper::BwdPlan plan = flash_hopper::prepare_backward(mask, fs);
+  const flash::Plan plan = flash_hopper::make_plan(mask, fs, true);
+  const flash::DeviceMask& fwd = plan.fwd;
   DevBuf q(nq * 2), k(nkv * 2), v(nkv * 2), o(nq * 2), lse(nl * 4), d_o(nq * 2), dq(nq * 2),
       dk(nkv * 2), dv(nkv * 2), ws(plan.workspace_bytes);
   auto up = [&](DevBuf& b, const std::vector<float>& x) {
@@ -287,7 +288,7 @@ Grads run_hopper_backward(const Inputs& in, const std::vector<float>& d_o_host,
   const bench::Tensors t{q.p, k.p, v.p, o.p, static_cast<float*>(lse.p), d_o.p, dq.p, dk.p, dv.p};
   flash_hopper::run_forward(bench::forward_params(fs, in.dtype, t, fwd.view()), nullptr);
   flash_hopper::run_backward(
-      bench::backward_params(fs, in.dtype, t, ws.p, plan.mask.view()), nullptr);
+      bench::backward_params(fs, in.dtype, t, ws.p, plan.bwd.view()), nullptr);
   cuda_ok(cudaDeviceSynchronize(), "forward + backward");
   out.dq = down(dq, nq);
   out.dk = down(dk, nkv);
@@ -412,8 +413,8 @@ TEST(FlashHopperBackwardEdges, ManyHeadsLongColumns) {
 TEST(FlashHopperBackwardEdges, BadInputIsRejected) {
   const SliceMask mask(64, {{{0, 64}, {0, 64}, SliceType::causal}});
   EXPECT_THROW(flash_hopper::backward_tile(96), InputError);
-  EXPECT_THROW(flash_hopper::prepare_backward(mask, {64, 64, 3, 2, 128, 0.1f}), InputError);
-  EXPECT_THROW(flash_hopper::prepare_backward(mask, {65, 64, 4, 2, 128, 0.1f}), InputError);
+  EXPECT_THROW(flash_hopper::make_plan(mask, {64, 64, 3, 2, 128, 0.1f}, true), InputError);
+  EXPECT_THROW(flash_hopper::make_plan(mask, {65, 64, 4, 2, 128, 0.1f}, true), InputError);
   int dummy = 0;
   flash::BwdParams p;
   p.q = p.k = p.v = p.o = p.d_o = &dummy;
@@ -428,8 +429,8 @@ TEST(FlashHopperBackwardEdges, BadInputIsRejected) {
   p.shape = {64, 64, 4, 2, 128, 0.1f};  // no mask
   EXPECT_THROW(flash_hopper::run_backward(p, nullptr), InputError);
   if (hopper_present()) {
-    const flash_hopper::BwdPlan plan = flash_hopper::prepare_backward(mask, p.shape);
-    p.mask = plan.mask.view();
+    const flash::Plan plan = flash_hopper::make_plan(mask, p.shape, true);
+    p.mask = plan.bwd.view();
     p.deterministic = true;  // not implemented
     EXPECT_THROW(flash_hopper::run_backward(p, nullptr), InputError);
     p.deterministic = false;

@@ -111,7 +111,7 @@ void check_case(const Case& c, bool deterministic, std::uint64_t seed,
                          d_o.dev.p, dq.p,     dk.p,     dv.p};
   if (kernel == Kernel::hopper) {
 #ifdef LONGATTN_WITH_FLASH_HOPPER
-    flash::Plan plan = flash_hopper::prepare_block_sparse(mask, fs, true);
+    flash::Plan plan = flash_hopper::make_plan(mask, fs, true);
     DevBuf ws(plan.workspace_bytes);
     flash_hopper::run_forward(bench::forward_params(fs, c.dtype, t, plan.fwd.view()), nullptr);
     flash_hopper::run_backward(

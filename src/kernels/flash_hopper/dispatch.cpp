@@ -34,10 +34,6 @@ TileShape forward_tile(int head_dim) {
   return {FwdTile::kRows, wide ? FwdTile::kWideCols : FwdTile::kCols};
 }
 
-flash::DeviceMask prepare_forward(const SliceMask& m, int head_dim) {
-  return flash::DeviceMask(flash::prepare_mask(m, forward_tile(head_dim), false));
-}
-
 void run_forward(const FwdParams& p, Stream stream) {
   const flash::Shape& s = p.shape;
   flash::validate_shape(s, "flash_hopper forward", supported_head_dim, "64 or 128");
@@ -61,7 +57,7 @@ TileShape backward_tile(int head_dim) {
   return {BwdTile::kRows, BwdTile::kCols};
 }
 
-BwdPlan prepare_backward(const SliceMask& m, const flash::Shape& shape) {
+flash::Plan make_plan(const SliceMask& m, const flash::Shape& shape, bool backward) {
   if (m.seqlen_q() != shape.seqlen_q || m.seqlen_k() != shape.seqlen_k)
     throw InputError(fmt::format("flash_hopper: a {} x {} mask for sequence lengths {} x {}",
                                  m.seqlen_q(), m.seqlen_k(), shape.seqlen_q, shape.seqlen_k));
@@ -69,16 +65,17 @@ BwdPlan prepare_backward(const SliceMask& m, const flash::Shape& shape) {
     throw InputError(fmt::format(
         "flash_hopper: heads_q {} must be a positive multiple of heads_kv {}", shape.heads_q,
         shape.heads_kv));
-  // As the portable plan (split key tiles' dK, dV through the workspace).
-  BwdPlan plan;
-  plan.mask = flash::prepare_backward_mask(m, shape, backward_tile(shape.head_dim), true);
-  plan.workspace_bytes =
-      flash::backward_workspace_bytes(shape, false, plan.mask.view().split != 0);
+  flash::Plan plan;
+  plan.fwd = flash::DeviceMask(flash::prepare_mask(m, forward_tile(shape.head_dim), false));
+  if (backward) {  // as the portable plan (split key tiles' dK, dV through the workspace)
+    plan.bwd = flash::prepare_backward_mask(m, shape, backward_tile(shape.head_dim), true);
+    plan.workspace_bytes =
+        flash::backward_workspace_bytes(shape, false, plan.bwd.view().split != 0);
+  }
   return plan;
 }
 
-flash::Plan prepare_block_sparse(const BlockSparseMask& m, const flash::Shape& shape,
-                                 bool backward) {
+flash::Plan make_plan(const BlockSparseMask& m, const flash::Shape& shape, bool backward) {
   return flash::make_plan(m, shape, backward, false, forward_tile(shape.head_dim));
 }
 

@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <utility>
+#include <variant>
 
 #include "device_memory.hpp"
 #include "flash/flash_tensors.hpp"
@@ -25,37 +26,29 @@ class HopperPlan final : public Plan {
     dtype_ = flash_dtype(p.dtype);
     const bool backward = runs_backward(p.direction);
     try {
-      if (const auto* sparse = std::get_if<BlockSparseMask>(&p.canonical())) {
-        flash::Plan plan = flash_hopper::prepare_block_sparse(*sparse, shape_, backward);
-        mask_ = std::move(plan.fwd);
-        bwd_.mask = std::move(plan.bwd);
-        bwd_.workspace_bytes = plan.workspace_bytes;
-      } else {
-        const auto& mask = std::get<SliceMask>(p.canonical());
-        mask_ = flash_hopper::prepare_forward(mask, p.shape.head_dim);
-        if (backward) bwd_ = flash_hopper::prepare_backward(mask, shape_);
-      }
+      plan_ = std::visit(
+          [&](const auto& mask) { return flash_hopper::make_plan(mask, shape_, backward); },
+          p.canonical());
     } catch (const flash::DeviceOutOfMemory& e) {
       throw OutOfMemory(e.what());
     }
     if (backward)
-      workspace_ = DeviceBuffer(bwd_.workspace_bytes, "flash_hopper: backward workspace");
+      workspace_ = DeviceBuffer(plan_.workspace_bytes, "flash_hopper: backward workspace");
   }
 
   void forward(const Tensors& t, Stream stream) override {
-    flash_hopper::run_forward(forward_params(shape_, dtype_, t, mask_.view()), stream);
+    flash_hopper::run_forward(forward_params(shape_, dtype_, t, plan_.fwd.view()), stream);
   }
   void backward(const Tensors& t, Stream stream) override {
-    flash_hopper::run_backward(backward_params(shape_, dtype_, t, workspace_.get(), bwd_.mask.view()),
-                               stream);
+    flash_hopper::run_backward(
+        backward_params(shape_, dtype_, t, workspace_.get(), plan_.bwd.view()), stream);
   }
-  std::optional<Index> issued_area() const override { return mask_.issued_area(); }
+  std::optional<Index> issued_area() const override { return plan_.fwd.issued_area(); }
 
  private:
   flash::Shape shape_;
   flash::DType dtype_ = flash::DType::bf16;
-  flash::DeviceMask mask_;
-  flash_hopper::BwdPlan bwd_;
+  flash::Plan plan_;
   DeviceBuffer workspace_;
 };
 
