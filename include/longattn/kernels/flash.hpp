@@ -108,8 +108,8 @@ struct MaskTiles {
   Index issued_area = 0;              // pairs computed: rows x keys of every chunk (all heads)
   // Key-major: neighbouring key tiles' query spans share their ends more than their starts (as
   // on causal masks), so a backward that walks each tile's chunks last to first, the passes
-  // innermost, keeps the tiles on the same query rows at the same time (add_work_items; never
-  // for block-sparse masks, whose kept blocks are scattered).
+  // innermost, keeps the tiles on the same query rows at the same time (set by prepare_mask;
+  // never for block-sparse masks, whose kept blocks are scattered).
   bool descending = false;
   // Per-KV-head masks (block-sparse): one set of outer tiles per KV head, concatenated; head h's
   // are [head_outer[h], head_outer[h + 1]) and cover the whole outer axis, and every item carries
@@ -279,11 +279,13 @@ struct Plan {
 };
 // Heads decide the backward's work split (over the current device's SMs). Deterministic plans
 // never split (dK, dV are then written without atomics).
-Plan make_plan(const SliceMask& m, const Shape& shape, bool backward, bool deterministic);
+// fwd_tile: the forward's tiles when another kernel runs them (flash_hopper: 128 x 128); by
+// default the portable forward's.
+Plan make_plan(const SliceMask& m, const Shape& shape, bool backward, bool deterministic,
+               std::optional<TileShape> fwd_tile = {});
 // Block-sparse: m has one pattern (shared by every KV head: the static grid) or heads_kv of them
-// (per-KV-head tiles). The backward's k->q lists are transposed on the device. fwd_tile: the
-// forward's tiles when another kernel runs them (flash_hopper: 128 x 128); by default the
-// portable forward's (rows by the blocks' size).
+// (per-KV-head tiles). The backward's k->q lists are transposed on the device. fwd_tile as above
+// (by default the portable forward's, rows by the blocks' size).
 Plan make_plan(const BlockSparseMask& m, const Shape& shape, bool backward, bool deterministic,
                std::optional<TileShape> fwd_tile = {});
 

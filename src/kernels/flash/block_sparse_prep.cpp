@@ -241,11 +241,11 @@ MaskTiles prepare_block_sparse_mask(const BlockSparseMask& m, TileShape shape, b
   }
   out.head_outer.push_back(std::int32_t(out.outer.size()));
   add_work_items(out, chunks_of, opt);
-  // Always ascending: the rule models a key tile's queries as one span, but kept blocks are
-  // scattered, and neighbouring tiles' positions in their lists drift apart per chunk, which the
-  // descending walk's heads-innermost order multiplies (blocks of 128 at keep 0.5: 488 -> 464
-  // TF/s at 32K, 413 -> 330 at 64K; docs/results/hopper_h100/s7/, call k).
-  out.descending = false;
+  // out.descending stays false: the static masks' rule (prepare_mask) models a key tile's
+  // queries as one span, but kept blocks are scattered, and neighbouring tiles' positions in their
+  // lists drift apart per chunk, which the descending walk's heads-innermost order multiplies
+  // (blocks of 128 at keep 0.5: 488 -> 464 TF/s at 32K, 413 -> 330 at 64K;
+  // docs/results/hopper_h100/s7/, call k).
   // Items grouped by KV head, each head's heaviest first. Query-major (never split: one per outer
   // tile, as many per head), the kernels' grid z is the head, y its items; key-major, the CTAs
   // resident together then walk one head's Q, dO and dQ rows, which stay in L2, instead of every

@@ -122,17 +122,18 @@ DeviceMask prepare_backward_mask(const SliceMask& m, const Shape& shape, TileSha
   return DeviceMask(prepare_mask(m, tile, true, opt));
 }
 
-Plan make_plan(const SliceMask& m, const Shape& shape, bool backward, bool deterministic) {
+Plan make_plan(const SliceMask& m, const Shape& shape, bool backward, bool deterministic,
+               std::optional<TileShape> fwd_tile) {
   if (!supported_head_dim(shape.head_dim))
     throw InputError(fmt::format("flash: head_dim {} is not one of 64, 128", shape.head_dim));
   if (m.seqlen_q() != shape.seqlen_q || m.seqlen_k() != shape.seqlen_k)
     throw InputError(fmt::format("flash: a {} x {} mask for sequence lengths {} x {}",
                                  m.seqlen_q(), m.seqlen_k(), shape.seqlen_q, shape.seqlen_k));
-  if (shape.heads_kv <= 0 || shape.heads_q % shape.heads_kv != 0)
+  if (shape.heads_kv <= 0 || shape.heads_q <= 0 || shape.heads_q % shape.heads_kv != 0)
     throw InputError(fmt::format("flash: heads_q {} must be a positive multiple of heads_kv {}",
                                  shape.heads_q, shape.heads_kv));
   Plan plan;
-  plan.fwd = DeviceMask(prepare_mask(m, forward_tile(shape.head_dim), false));
+  plan.fwd = DeviceMask(prepare_mask(m, fwd_tile.value_or(forward_tile(shape.head_dim)), false));
   if (backward) {
     plan.bwd = prepare_backward_mask(m, shape, backward_tile(shape.head_dim), !deterministic);
     if (deterministic) plan.dq = DeviceMask(prepare_mask(m, dq_tile(shape.head_dim), false));

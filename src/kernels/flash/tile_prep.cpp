@@ -2,7 +2,6 @@
 #include "tile_prep.hpp"
 
 #include <algorithm>
-#include <cmath>
 #include <numeric>
 
 #include <fmt/format.h>
@@ -60,47 +59,8 @@ std::vector<TileSpan> cut_outer(std::vector<Index> bounds, Index extent, Index t
   return out;
 }
 
-namespace {
-
-// Key-major walks, compared by the chunks that two neighbouring key tiles t, t + 1 both read and
-// read within kReuseSteps chunk steps of each other (then the second read finds the rows in L2:
-// 132 CTAs x 8 steps x 32 KB of Q and dO is about 34 MB). For chunk c of pass h:
-// - ascending, passes outermost: t reads it at step h n_t + (c - first_t), so the two reads are
-//   h (n_t - n_t+1) + (first_t+1 - first_t) steps apart;
-// - descending, passes innermost, from a pass rotated per tile (so that tiles on one chunk add to
-//   different heads' dQ rows): passes (last_t - c) + rotation, so passes |last_t - last_t+1|
-//   apart, plus up to passes - 1.
-// Causal-like spans (shared ends) favour descending; spans shifting together (sliding windows)
-// and equal spans (full, documents) ascending.
-constexpr double kReuseSteps = 8;
-
-bool prefer_descending(const MaskTiles& t, Index chunk, const std::vector<Index>& chunks_of,
-                       int passes) {
-  if (!t.key_major || passes < 1) return false;
-  double asc = 0, desc = 0;  // chunk reads served by L2
-  for (size_t i = 0; i + 1 < t.outer.size(); ++i) {
-    const auto r0 = t.offsets[i], r1 = t.offsets[i + 1], r2 = t.offsets[i + 2];
-    if (r0 == r1 || r1 == r2) continue;
-    const Index first0 = t.runs[size_t(r0)].begin, last0 = t.runs[size_t(r1) - 1].end;
-    const Index first1 = t.runs[size_t(r1)].begin, last1 = t.runs[size_t(r2) - 1].end;
-    const Index shared = std::min(last0, last1) - std::max(first0, first1);
-    if (shared <= 0) continue;
-    const double chunks = double(ceil_div(shared, chunk));
-    const double dn = double(chunks_of[i]) - double(chunks_of[i + 1]);
-    const double dfirst = double(first1 - first0) / double(chunk);
-    for (int h = 0; h < passes; ++h)
-      if (std::abs(h * dn + dfirst) <= kReuseSteps) asc += chunks;
-    const double apart = double(passes) * double(std::abs(last0 - last1)) / double(chunk);
-    if (apart + passes - 1 <= kReuseSteps) desc += chunks * passes;
-  }
-  return desc > asc;
-}
-
-}  // namespace
-
 void add_work_items(MaskTiles& out, const std::vector<Index>& chunks_of, const PrepareOptions& opt) {
   const Index chunk = out.key_major ? out.shape.rows : out.shape.cols;
-  out.descending = prefer_descending(out, chunk, chunks_of, opt.passes);
   // Per-KV-head masks: the head whose outer tiles hold tile t.
   auto kv_head_of = [&](size_t t) {
     if (out.head_outer.empty()) return 0;

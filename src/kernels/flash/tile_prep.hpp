@@ -28,8 +28,7 @@ std::vector<TileSpan> cut_outer(std::vector<Index> bounds, Index extent, Index t
 // Given out.outer, out.offsets, out.runs (and out.head_outer for per-KV-head masks) and the
 // chunk count of every outer tile: the work items, one per outer tile or, when a tile outweighs
 // a fair share of a CTA's work, its passes and then its chunks split across several (runs are
-// cut at chunk boundaries then). Items sorted heaviest first; out.split set when any tile split;
-// out.descending from the outer tiles' query spans (key-major).
+// cut at chunk boundaries then). Items sorted heaviest first; out.split set when any tile split.
 void add_work_items(MaskTiles& out, const std::vector<Index>& chunks_of, const PrepareOptions& opt);
 
 }  // namespace longattn::flash

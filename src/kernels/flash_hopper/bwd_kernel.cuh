@@ -696,10 +696,11 @@ void launch_backward_main(const BwdParams& p, const BwdWork& w, Stream stream) {
       launch(std::false_type{}, flags);
   };
   // The descending walk is built for the default schedule (pipelined, dQ by TMA reduction) only.
-  const int bwd_flags = backward_flags(), schedule = bwd_flags & (kBwdPipelined | kBwdDqBulk);
+  constexpr int kDefaultSchedule = kBwdPipelined | kBwdDqBulk;
+  const int bwd_flags = backward_flags(), schedule = bwd_flags & kDefaultSchedule;
   const bool descending = (bwd_flags & kBwdDescending) &&
                           ((bwd_flags & kBwdDescendingAlways) || p.mask.descending);
-  switch (schedule | (descending && schedule == 9 ? kBwdDescending : 0)) {
+  switch (schedule | (descending && schedule == kDefaultSchedule ? kBwdDescending : 0)) {
     case 0: with_partial(std::integral_constant<int, 0>{}); break;
     case 1: with_partial(std::integral_constant<int, 1>{}); break;
     case 8: with_partial(std::integral_constant<int, 8>{}); break;

@@ -57,22 +57,9 @@ TileShape backward_tile(int head_dim) {
   return {BwdTile::kRows, BwdTile::kCols};
 }
 
+// The portable plan with this kernel's forward tiles; the backward's are the portable ones.
 flash::Plan make_plan(const SliceMask& m, const flash::Shape& shape, bool backward) {
-  if (m.seqlen_q() != shape.seqlen_q || m.seqlen_k() != shape.seqlen_k)
-    throw InputError(fmt::format("flash_hopper: a {} x {} mask for sequence lengths {} x {}",
-                                 m.seqlen_q(), m.seqlen_k(), shape.seqlen_q, shape.seqlen_k));
-  if (shape.heads_kv <= 0 || shape.heads_q <= 0 || shape.heads_q % shape.heads_kv != 0)
-    throw InputError(fmt::format(
-        "flash_hopper: heads_q {} must be a positive multiple of heads_kv {}", shape.heads_q,
-        shape.heads_kv));
-  flash::Plan plan;
-  plan.fwd = flash::DeviceMask(flash::prepare_mask(m, forward_tile(shape.head_dim), false));
-  if (backward) {  // as the portable plan (split key tiles' dK, dV through the workspace)
-    plan.bwd = flash::prepare_backward_mask(m, shape, backward_tile(shape.head_dim), true);
-    plan.workspace_bytes =
-        flash::backward_workspace_bytes(shape, false, plan.bwd.view().split != 0);
-  }
-  return plan;
+  return flash::make_plan(m, shape, backward, false, forward_tile(shape.head_dim));
 }
 
 flash::Plan make_plan(const BlockSparseMask& m, const flash::Shape& shape, bool backward) {
