@@ -12,7 +12,7 @@
 # needed (e.g. `build check`, then `sweep`, then `bench summary`). Knobs (environment):
 #   GPUS ("1 2 4", capped at the GPUs present)  TOKENS (8K)  HEADS (64:8)  HEAD_DIM (128)
 #   MASKS (full,causal,full_document,causal_document,shared_question,global_sliding_window)
-#   ALGOS (all)  ULYSSES (all)  DISPATCH (zigzag,balanced)  KERNEL (flash)  BUILD (build-cp-gpu)
+#   ALGOS (all)  ULYSSES (all)  DISPATCH (zigzag,balanced)  KERNEL (flash_hopper on sm_90, else flash)  BUILD (build-cp-gpu)
 #   TIMEOUT (300)  CHECK_ROWS (32)
 set -euo pipefail
 # NVLink multicast stays off on these shared hosts (device KINDS.md): keep it so for every rank.
@@ -36,7 +36,9 @@ masks=${MASKS:-full,causal,full_document,causal_document,shared_question,global_
 algos=${ALGOS:-all}
 ulysses=${ULYSSES:-all}
 dispatch=${DISPATCH:-zigzag,balanced}
-kernel=${KERNEL:-flash}
+# The CP runs' default kernel (longattn cp: flash_hopper on sm_90, else flash), named for bench too.
+cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 || true)
+kernel=${KERNEL:-$([ "$cc" = "9.0" ] && echo flash_hopper || echo flash)}
 timeout=${TIMEOUT:-300}
 check_rows=${CHECK_ROWS:-32}
 gpus=""

@@ -278,8 +278,9 @@ void add_cp_command(CLI::App& app) {
   cmd->add_option("--device", o->device, "auto (GPU when present and built with NCCL), cpu, gpu")
       ->capture_default_str();
   cmd->add_option("--kernel", o->kernel,
-                  "local attention kernel: reference (cpu), flash, or a GPU bench backend such as "
-                  "cudnn; default: reference on the CPU, flash on a GPU");
+                  "local attention kernel: reference (cpu), flash_hopper, flash, or a GPU bench "
+                  "backend such as cudnn; default: reference on the CPU, on a GPU flash_hopper "
+                  "(sm_90) or flash");
   cmd->add_option("--threads", o->threads, "threads of the reference kernel per rank (0 = all)")
       ->capture_default_str();
   cmd->add_option("--timeout", o->timeout_s,

@@ -13,6 +13,7 @@
 #include "longattn/bench/environment.hpp"
 #include "longattn/cp/communicator.hpp"
 #include "longattn/cp/host_group.hpp"
+#include "longattn/cp/local_attention.hpp"
 #include "longattn/cp/run.hpp"
 #include "longattn/cp/sweep.hpp"
 #include "longattn/error.hpp"
@@ -74,7 +75,7 @@ void run_cp_sweep(const std::function<std::vector<bench::CpGrid>(bool gpu)>& gri
       else if (s.device == "gpu") ro.gpu = true;
       else if (s.device == "cpu") ro.gpu = false;
       else throw InputError(fmt::format("--device: '{}' is not auto, cpu or gpu", s.device));
-      ro.kernel = !s.kernel.empty() ? s.kernel : ro.gpu ? "flash" : "reference";
+      ro.kernel = !s.kernel.empty() ? s.kernel : ro.gpu ? default_gpu_kernel() : "reference";
       ro.threads = s.threads;
       ro.timeout_s = s.timeout_s;
       ro.inject_hang = s.inject_hang;

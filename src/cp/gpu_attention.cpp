@@ -6,6 +6,7 @@
 #include "longattn/bench/backend.hpp"
 #include "longattn/cp/local_attention.hpp"
 #include "longattn/error.hpp"
+#include "longattn/patterns.hpp"
 #include "longattn/views/uniform_band.hpp"
 
 namespace longattn::cp {
@@ -80,6 +81,16 @@ class BackendAttention final : public LocalAttention {
 };
 
 }  // namespace
+
+std::string default_gpu_kernel() {
+  if (bench::find_backend("flash_hopper")) {
+    // flash_hopper itself says whether this GPU runs it (sm_90 only): asked on a tiny problem.
+    const GeneratedMask m = make_mask(MaskSpec{Pattern::full, 128});
+    const bench::Problem p{{128, 128, 1, 1, 128, 0}, &m, DType::bf16, bench::Direction::fwd};
+    if (!bench::check_support(*bench::make_backend("flash_hopper"), p)) return "flash_hopper";
+  }
+  return "flash";
+}
 
 std::unique_ptr<LocalAttention> make_gpu_attention(const std::string& kernel, Device& device) {
   if (!device.gpu()) throw InputError("a GPU kernel needs the GPU device");

@@ -21,6 +21,7 @@ std::unique_ptr<Communicator> make_nccl_communicator(const HostGroup&, Device&, 
 std::unique_ptr<LocalAttention> make_gpu_attention(const std::string&, Device&) {
   no_cuda("a GPU attention kernel");
 }
+std::string default_gpu_kernel() { return "flash"; }  // named only; make_gpu_attention refuses
 bool nccl_available() { return false; }
 std::string nccl_version() { return "none"; }
 

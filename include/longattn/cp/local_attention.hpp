@@ -48,4 +48,8 @@ std::unique_ptr<LocalAttention> make_reference_attention(int threads);
 // accept the sub-masks' shapes). Throws InputError in a build without CUDA or for an unknown name.
 std::unique_ptr<LocalAttention> make_gpu_attention(const std::string& kernel, Device& device);
 
+// The kernel a GPU run takes when none is named: the fastest of longattn's own that runs on this
+// GPU, flash_hopper on sm_90 (when built), flash elsewhere.
+std::string default_gpu_kernel();
+
 }  // namespace longattn::cp
