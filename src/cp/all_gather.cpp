@@ -56,10 +56,13 @@ class AllGather final : public Node {
     gather(k, v);
     if (!plan_) {
       dev_.fill(lse_, -std::numeric_limits<float>::infinity());
-      return dev_.fill(o, 0.f);
+      dev_.fill(o, 0.f);
+      return dev_.trace().mark("elementwise");
     }
     plan_->forward(q, k_all_, v_all_, direct_ ? o : TensorRef(o_step_), lse_);
+    dev_.trace().mark("attention");
     if (!direct_) dev_.convert(o, o_step_);
+    dev_.trace().mark("elementwise");
   }
 
   void backward(TensorRef d_o, TensorRef dq, TensorRef dk, TensorRef dv) override {
@@ -72,6 +75,7 @@ class AllGather final : public Node {
       dev_.fill(dk_all_, 0.f);
       dev_.fill(dv_all_, 0.f);
     }
+    dev_.trace().mark("attention");
     if (!direct_) dev_.convert(dq, dq_s_);
     TensorRef dk_sum = dk_all_, dv_sum = dv_all_;
     if (!dk32_.empty()) {
@@ -81,10 +85,13 @@ class AllGather final : public Node {
       dev_.fill(dv32_, 0.f, k_rest_);
       dk_sum = dk32_, dv_sum = dv32_;
     }
+    dev_.trace().mark("elementwise");
     Transfer ts[] = {{dk_sum, dk_}, {dv_sum, dv_}};
     comm_.reduce_scatter(ts);
+    dev_.trace().mark("reduce-scatter dK,dV");
     dev_.convert(dk, dk_);
     dev_.convert(dv, dv_);
+    dev_.trace().mark("elementwise");
   }
 
   void export_lse(TensorRef lse) override { dev_.convert(lse, lse_); }
@@ -94,6 +101,7 @@ class AllGather final : public Node {
     k_saved_ = k, v_saved_ = v;
     Transfer ts[] = {{k, k_all_}, {v, v_all_}};
     comm_.all_gather(ts);
+    dev_.trace().mark("all-gather K,V");
   }
 
   Device& dev_;

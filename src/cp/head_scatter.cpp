@@ -62,32 +62,41 @@ class HeadScatter final : public Node {
       to_heads(k, p_.heads_kv, kv_head(m), in_.heads_kv, send_, m * blk + qb_);
       to_heads(v, p_.heads_kv, kv_head(m), in_.heads_kv, send_, m * blk + qb_ + kb_);
     }
+    dev_.trace().mark("elementwise");
     comm_.all_to_all({send_, recv_});
+    dev_.trace().mark("all-to-all Q,K,V");
     for (int m = 0; m < U_; ++m) {
       dev_.convert(q_h_.slice(m * qb_, qb_), recv_.slice(m * blk, qb_));
       dev_.convert(k_h_.slice(m * kb_, kb_), recv_.slice(m * blk + qb_, kb_));
       dev_.convert(v_h_.slice(m * kb_, kb_), recv_.slice(m * blk + qb_ + kb_, kb_));
     }
+    dev_.trace().mark("elementwise");
     inner_->forward(q_h_, k_h_, v_h_, o_h_);
     // o_h_'s rows are already grouped by the member they belong to.
     TensorRef o_recv = recv_.slice(0, U_ * qb_);
     comm_.all_to_all({o_h_, o_recv});
+    dev_.trace().mark("all-to-all O");
     for (int m = 0; m < U_; ++m)
       from_heads(o_recv, m * qb_, o, p_.heads_q, m * in_.heads_q, in_.heads_q, false);
+    dev_.trace().mark("elementwise");
   }
 
   void backward(TensorRef d_o, TensorRef dq, TensorRef dk, TensorRef dv) override {
     const std::size_t blk = qb_ + 2 * kb_;
     for (int m = 0; m < U_; ++m)
       to_heads(d_o, p_.heads_q, m * in_.heads_q, in_.heads_q, send_, m * qb_);
+    dev_.trace().mark("elementwise");
     comm_.all_to_all({send_.slice(0, U_ * qb_), d_o_h_});
+    dev_.trace().mark("all-to-all dO");
     inner_->backward(d_o_h_, dq_h_, dk_h_, dv_h_);
     for (int m = 0; m < U_; ++m) {
       dev_.convert(send_.slice(m * blk, qb_), dq_h_.slice(m * qb_, qb_));
       dev_.convert(send_.slice(m * blk + qb_, kb_), dk_h_.slice(m * kb_, kb_));
       dev_.convert(send_.slice(m * blk + qb_ + kb_, kb_), dv_h_.slice(m * kb_, kb_));
     }
+    dev_.trace().mark("elementwise");
     comm_.all_to_all({send_, recv_});
+    dev_.trace().mark("all-to-all dQ,dK,dV");
     if (replicated_) {
       dev_.fill(dk32_, 0.f);
       dev_.fill(dv32_, 0.f);
@@ -103,6 +112,7 @@ class HeadScatter final : public Node {
       dev_.convert(dk, dk32_);
       dev_.convert(dv, dv32_);
     }
+    dev_.trace().mark("elementwise");
   }
 
   // The inner LSE is [q heads][U s rows]; member m gets the columns of its rows for every head,

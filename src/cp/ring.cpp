@@ -113,12 +113,14 @@ class Ring final : public Node {
     circulate([&](int src, KV cur) {
       if (!plans_[src]) return;
       plans_[src]->forward(q, cur.k, cur.v, o_step_, lse_step_);
+      dev_.trace().mark("attention");
       const StepRows& r = rows_[src];
       dev_.merge(o_acc_, lse_, o_step_, lse_step_, p_.heads_q, p_.head_dim, r.q_first, true);
       dev_.merge(o_acc_, lse_, o_step_, lse_step_, p_.heads_q, p_.head_dim, r.q_later, false);
     });
     dev_.convert(o, o_acc_, q_touched_);
     dev_.fill(o, 0.f, q_untouched_);
+    dev_.trace().mark("elementwise");
   }
 
   void backward(TensorRef d_o, TensorRef dq, TensorRef dk, TensorRef dv) override {
@@ -131,6 +133,7 @@ class Ring final : public Node {
       const StepRows& r = rows_[src];
       if (computed) {
         plans_[src]->backward(q_, cur.k, cur.v, o_, lse_, d_o, dq_s_, dk_s_, dv_s_);
+        dev_.trace().mark("attention");
         dev_.convert(dq_acc_, dq_s_, r.q_first);
         dev_.add(dq_acc_, dq_s_, r.q_later);
       }
@@ -154,7 +157,7 @@ class Ring final : public Node {
       const bool fresh = (o == 0 && t == 1) || (o >= 1 && t == 0);
       int slot = 0;
       if (!fresh) {
-        inner_acc->wait();
+        wait(*inner_acc, "wait for dK,dV");
         slot = recv_slot;
       }
       TensorRef a = acc_[slot];
@@ -168,7 +171,7 @@ class Ring final : public Node {
       }
       // The window's partial for block (x - o, y + 1) is complete here.
       if (o == 0) return dev_.convert(p0_, a);
-      if (o >= 2) chain->wait();
+      if (o >= 2) wait(*chain, "wait for dK,dV");
       dev_.convert(chain_out_, a);
       if (o >= 2) dev_.add(chain_out_, chain_in_);
       P2P ops[] = {P2P::send_to(mod(x_ + 1, nW_), chain_out_),
@@ -176,7 +179,7 @@ class Ring final : public Node {
       chain = c_.dkv_outer->start(ops);
     });
     // Home stretch: the total for block (x, y + 1) is P0 plus the chain from the other windows.
-    if (nW_ > 1) chain->wait();
+    if (nW_ > 1) wait(*chain, "wait for dK,dV");
     if (w_ == 1) {
       dev_.add(own_, chain_in_);  // one place per window: the chain ends at the owner
     } else {
@@ -186,13 +189,14 @@ class Ring final : public Node {
         total = chain_in_;
       }
       P2P ops[] = {P2P::send_to(mod(y_ + 1, w_), total), P2P::recv_from(mod(y_ - 1, w_), acc_[0])};
-      c_.dkv_inner->start(ops)->wait();
+      wait(*c_.dkv_inner->start(ops), "wait for dK,dV");
       dev_.add(own_, acc_[0]);
     }
     dev_.convert(dq, dq_acc_, q_touched_);
     dev_.fill(dq, 0.f, q_untouched_);
     dev_.convert(dk, own_.slice(0, nkv));
     dev_.convert(dv, own_.slice(nkv, nkv));
+    dev_.trace().mark("elementwise");
   }
 
   void export_lse(TensorRef lse) override { dev_.convert(lse, lse_); }
@@ -259,12 +263,12 @@ class Ring final : public Node {
         else
           step(src, cur);
         if (inner) {
-          inner->wait();
+          wait(*inner, "wait for K,V");
           cur = next;
         }
       }
       if (outer) {
-        outer->wait();
+        wait(*outer, "wait for K,V");
         base = buf(outer_[o % 2]);
       }
     }
@@ -276,7 +280,9 @@ class Ring final : public Node {
       return zero(o);
     }
     plans_[0]->forward(q, k, v, direct_ ? o : TensorRef(o_step_), lse_);
+    dev_.trace().mark("attention");
     if (!direct_) dev_.convert(o, o_step_);
+    dev_.trace().mark("elementwise");
   }
 
   void backward_local(TensorRef d_o, TensorRef dq, TensorRef dk, TensorRef dv) {
@@ -284,14 +290,26 @@ class Ring final : public Node {
       zero(dq), zero(dk), zero(dv);
       return;
     }
-    if (direct_) return plans_[0]->backward(q_, k_, v_, o_, lse_, d_o, dq, dk, dv);
+    if (direct_) {
+      plans_[0]->backward(q_, k_, v_, o_, lse_, d_o, dq, dk, dv);
+      return dev_.trace().mark("attention");
+    }
     plans_[0]->backward(q_, k_, v_, o_, lse_, d_o, dq_s_, dk_s_, dv_s_);
+    dev_.trace().mark("attention");
     dev_.convert(dq, dq_s_);
     dev_.convert(dk, dk_s_);
     dev_.convert(dv, dv_s_);
+    dev_.trace().mark("elementwise");
   }
 
   void zero(TensorRef t) { dev_.fill(t, 0.f); }
+
+  // Waits for started transfers; the trace shows the elementwise work before the wait apart.
+  void wait(Pending& p, std::string_view label) {
+    dev_.trace().mark("elementwise");
+    p.wait();
+    dev_.trace().mark(label);
+  }
 
   Device& dev_;
   Part p_;

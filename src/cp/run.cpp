@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <map>
 #include <numbers>
+#include <sstream>
 #include <tuple>
 #include <thread>
 
@@ -436,6 +437,14 @@ CpRecord CpRunner::run(const CpCase& c) {
     }
     dev.synchronize();
     peak = std::max(peak, used());
+    // One more call, untimed, traced step by step (where the time goes; device.hpp StepTrace).
+    g.barrier();
+    dev.trace().begin(dev);
+    call();
+    const std::vector<TracedStep> steps = dev.trace().end();
+    std::string steps_text;
+    for (const TracedStep& t : steps) steps_text += fmt::format("{}\t{}\n", t.label, t.ms);
+    const std::vector<std::string> rank_steps = g.all_gather(steps_text);
     const bench::TimingSummary mine_t = bench::summarize(times);
     const double med[1] = {mine_t.median_ms};
     std::vector<double> meds = g.gather(med, 0);
@@ -465,6 +474,12 @@ CpRecord CpRunner::run(const CpCase& c) {
     out.measured = counted;
     out.rank_bytes = totals;
     out.bytes_match = mism[0] == 0.0;
+    out.steps_rank = slow;
+    std::istringstream lines(rank_steps[slow]);
+    for (std::string line; std::getline(lines, line);) {
+      const auto tab = line.rfind('\t');
+      out.steps.push_back({line.substr(0, tab), std::stod(line.substr(tab + 1))});
+    }
   };
 
   const CommVolume model = comm_model({topo, c.mask.seqlen, c.heads, int(element_size(c.dtype))});
@@ -603,6 +618,8 @@ nlohmann::json stats_json(const CommStats& s) {
 }
 
 nlohmann::json phase_json(const CpPhase& p) {
+  nlohmann::json steps = nlohmann::json::array();
+  for (const TracedStep& t : p.steps) steps.push_back({{"step", t.label}, {"ms", t.ms}});
   return {{"rank_median_ms", p.rank_median_ms},
           {"slowest_median_ms", p.slowest.timing.median_ms},
           {"tflops_per_gpu", p.tflops_per_gpu},
@@ -612,7 +629,11 @@ nlohmann::json phase_json(const CpPhase& p) {
           {"bytes_model", stats_json(p.model)},
           {"bytes_measured", stats_json(p.measured)},
           {"rank_bytes", p.rank_bytes},
-          {"bytes_match", p.bytes_match}};
+          {"bytes_match", p.bytes_match},
+          {"steps_rank", p.steps_rank},
+          {"steps_ms", steps},
+          {"steps_note", "one untimed call of the slowest rank, step by step (device work between "
+                         "the algorithm's marks; waits for transfers apart)"}};
 }
 
 }  // namespace

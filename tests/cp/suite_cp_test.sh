@@ -33,4 +33,7 @@ grep -q "# 0 cases ($want2 already recorded)" "$work/n2-again.log" ||
 total=$(wc -l <"$records")
 ok=$(grep -c '"status":"ok"' "$records" || true)
 [ "$ok" = "$total" ] || fail "$((total - ok)) of $total cases are not ok"
+# Every timed phase carries its step trace, with the attention step in it.
+traced=$(grep -c '"steps_ms":\[[^]]*"step":"attention"' "$records" || true)
+[ "$traced" = "$total" ] || fail "$((total - traced)) of $total records have no traced attention step"
 echo "suite_cp_test: $want2 cases on 2 ranks, $want1 on 1, resumed, all ok"

@@ -10,6 +10,8 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "longattn/cp/row_set.hpp"
@@ -38,6 +40,31 @@ class Stopwatch {
   virtual void start() = 0;
   virtual void stop() = 0;
   virtual double elapsed_ms() = 0;  // waits for stop() to be reached
+};
+
+class Device;
+
+// Where one call's time goes, step by step, for the record (not its timing): between begin() and
+// end(), mark(label) closes a step, the device work enqueued since the previous mark, under
+// `label`. end() waits for the work and returns each label's total time in the order the labels
+// first came. Outside a trace mark() does nothing, so the algorithms mark their steps always.
+struct TracedStep {
+  std::string label;
+  double ms = 0;
+};
+
+class StepTrace {
+ public:
+  StepTrace();
+  ~StepTrace();
+  void begin(Device& device);
+  void mark(std::string_view label);
+  std::vector<TracedStep> end();
+
+ private:
+  Device* device_ = nullptr;
+  std::unique_ptr<Stopwatch> open_;
+  std::vector<std::pair<std::string, std::unique_ptr<Stopwatch>>> closed_;
 };
 
 struct MemoryUse {
@@ -93,11 +120,15 @@ class Device {
   virtual void flush_caches() {}
 
   virtual std::unique_ptr<Stopwatch> stopwatch() = 0;
+  StepTrace& trace() { return trace_; }
   virtual MemoryUse memory() const = 0;
   virtual void reset_peak() = 0;
   // Device-wide used bytes as the driver reports them (sees every allocation, ours or a
   // library's); nullopt-like 0 on the CPU, where memory() is the measure.
   virtual std::size_t device_used_bytes() const { return 0; }
+
+ private:
+  StepTrace trace_;
 };
 
 std::unique_ptr<Device> make_cpu_device();

@@ -24,6 +24,7 @@
 
 #include "longattn/bench/result.hpp"
 #include "longattn/cp/comm_model.hpp"
+#include "longattn/cp/device.hpp"
 #include "longattn/cp/dispatch.hpp"
 #include "longattn/cp/host_group.hpp"
 #include "longattn/cp/topology.hpp"
@@ -63,6 +64,8 @@ struct CpPhase {
   CommStats measured;                  // rank 0's counted bytes, per operation
   std::vector<double> rank_bytes;      // every rank's counted total
   bool bytes_match = false;            // every rank's count equals the model, per operation
+  std::vector<TracedStep> steps;       // one traced call of the slowest rank (steps_rank)
+  int steps_rank = 0;
 };
 
 struct CpRecord {
