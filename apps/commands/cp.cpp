@@ -77,6 +77,7 @@ struct CpOptionsCli {
   bool no_check = false;
   std::string out;
   bool json = false;
+  bool steps = false;
   int inject_hang = -1;
 };
 
@@ -136,6 +137,7 @@ void run_cp(const CpOptionsCli& o) {
   s.check.enabled = !o.no_check;
   s.out = o.out;
   s.json = o.json;
+  s.steps = o.steps;
   s.inject_hang = o.inject_hang;
   run_cp_sweep([&o](bool) { return std::vector{to_grid(o)}; }, s, fingerprint(o));
 }
@@ -306,6 +308,10 @@ void add_cp_command(CLI::App& app) {
   cmd->add_flag("--no-check", o->no_check, "skip the correctness check")->group("Correctness");
   cmd->add_option("--out", o->out, "directory to append records.jsonl to (rank 0)");
   cmd->add_flag("--json", o->json, "print JSON records instead of the table");
+  cmd->add_flag("--steps", o->steps,
+                "print under each row where its time goes: the slowest rank's steps (attention, "
+                "elementwise work, each collective, waits for transfers) in one traced call; the "
+                "records always hold them (cp.forward.steps_ms)");
   cmd->add_option("--inject-hang", o->inject_hang,
                   "testing: this rank stops answering in its first timed call, to show that the others "
                   "end with a timeout error")

@@ -146,7 +146,7 @@ void run_cp_sweep(const std::function<std::vector<bench::CpGrid>(bool gpu)>& gri
       if (st == bench::Status::error || st == bench::Status::wrong) ++failed;
       const std::string line = to_json(rec).dump();
       if (s.json) fmt::print("{}\n", line);
-      else fmt::print("{}", table_row(rec));
+      else fmt::print("{}{}", table_row(rec), s.steps ? step_lines(rec) : std::string());
       std::fflush(stdout);
       if (jsonl.is_open()) jsonl << line << '\n' << std::flush;
     }

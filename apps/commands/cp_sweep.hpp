@@ -14,13 +14,14 @@ namespace longattn::cli {
 
 struct CpSweepSettings {
   std::string device = "auto";  // auto (GPU when present and built with NCCL), cpu, gpu
-  std::string kernel;           // empty: reference on the CPU, flash on a GPU
+  std::string kernel;           // empty: the reference on the CPU, default_gpu_kernel() on a GPU
   int threads = 1;
   double timeout_s = 300;
   bench::TimingOptions timing{1, 5, 100, 0.5, true};
   bench::CheckOptions check;
   std::string out;              // folder for records.jsonl (rank 0); empty: none
   bool json = false;            // JSON lines on stdout instead of the table
+  bool steps = false;           // each phase's traced steps under its row of the table
   bool resume = false;          // skip the cases out/records.jsonl holds for this rank count
   int inject_hang = -1;
   std::string title = "longattn cp";

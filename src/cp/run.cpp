@@ -704,4 +704,17 @@ std::string table_row(const CpRecord& r) {
       rec.check ? err(rec.check->dq) : std::string("-"), status);
 }
 
+std::string step_lines(const CpRecord& r) {
+  std::string out;
+  for (const auto* p : {&r.forward, &r.backward}) {
+    if (!*p || (*p)->steps.empty()) continue;
+    std::string steps;
+    for (const TracedStep& t : (*p)->steps)
+      steps += fmt::format("{}{} {:.3f}", steps.empty() ? "" : ", ", t.label, t.ms);
+    out += fmt::format("      {} steps (ms, rank {}): {}\n", p == &r.forward ? "fwd" : "bwd",
+                       (*p)->steps_rank, steps);
+  }
+  return out;
+}
+
 }  // namespace longattn::cp

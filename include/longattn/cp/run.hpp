@@ -83,6 +83,7 @@ struct CpRecord {
 nlohmann::json to_json(const CpRecord& r);
 std::string table_header();  // lines starting with '#'
 std::string table_row(const CpRecord& r);
+std::string step_lines(const CpRecord& r);  // the phases' traced steps, a line each
 
 class CpRunner {
  public:
