@@ -1,6 +1,7 @@
 // Ulysses: one fused all-to-all turns this rank's tokens x all heads into the group's tokens x
-// its share of the heads (Q, K and V in one message per peer), the inner part attends, and one
-// all-to-all turns O back. The backward mirrors it: dO to heads, dQ, dK, dV back in one message.
+// its share of the heads (Q, K and V received straight into the inner part's buffers), the inner
+// part attends, and one all-to-all turns O back. The backward mirrors it: dO to heads, then dQ,
+// dK, dV sent straight from the inner part's gradients in one fused all-to-all.
 //
 // Member p of the group takes query heads [p q, (p+1) q), q = Hq / U, and KV heads
 // [p k, (p+1) k), k = Hkv / U, when U divides Hkv; otherwise (U a multiple of Hkv) the one KV head
@@ -32,9 +33,8 @@ class HeadScatter final : public Node {
     const std::size_t s = p.tokens, D = p.head_dim;
     qb_ = s * in_.heads_q * D;
     kb_ = s * in_.heads_kv * D;
-    const std::size_t blk = qb_ + 2 * kb_;
-    send_ = dev_.allocate(U_ * blk, p.dtype);
-    recv_ = dev_.allocate(U_ * blk, p.dtype);
+    send_ = dev_.allocate(U_ * (qb_ + 2 * kb_), p.dtype);
+    recv_ = dev_.allocate(U_ * (qb_ + 2 * kb_), p.dtype);
     q_h_ = dev_.allocate(U_ * qb_, p.dtype);
     k_h_ = dev_.allocate(U_ * kb_, p.dtype);
     v_h_ = dev_.allocate(U_ * kb_, p.dtype);
@@ -56,24 +56,20 @@ class HeadScatter final : public Node {
   double work() const override { return inner_->work(); }
 
   void forward(TensorRef q, TensorRef k, TensorRef v, TensorRef o) override {
-    const std::size_t blk = qb_ + 2 * kb_;
+    const Buffers b = buffers(send_);
     for (int m = 0; m < U_; ++m) {
-      to_heads(q, p_.heads_q, m * in_.heads_q, in_.heads_q, send_, m * blk);
-      to_heads(k, p_.heads_kv, kv_head(m), in_.heads_kv, send_, m * blk + qb_);
-      to_heads(v, p_.heads_kv, kv_head(m), in_.heads_kv, send_, m * blk + qb_ + kb_);
+      to_heads(q, p_.heads_q, m * in_.heads_q, in_.heads_q, b.q, m * qb_);
+      to_heads(k, p_.heads_kv, kv_head(m), in_.heads_kv, b.k, m * kb_);
+      to_heads(v, p_.heads_kv, kv_head(m), in_.heads_kv, b.v, m * kb_);
     }
     dev_.trace().mark("elementwise");
-    comm_.all_to_all({send_, recv_});
+    // Member m's blocks land in the inner part's buffers as its m-th rows: [U][s][heads][D].
+    const Transfer qkv[] = {{b.q, q_h_}, {b.k, k_h_}, {b.v, v_h_}};
+    comm_.all_to_all(qkv);
     dev_.trace().mark("all-to-all Q,K,V");
-    for (int m = 0; m < U_; ++m) {
-      dev_.convert(q_h_.slice(m * qb_, qb_), recv_.slice(m * blk, qb_));
-      dev_.convert(k_h_.slice(m * kb_, kb_), recv_.slice(m * blk + qb_, kb_));
-      dev_.convert(v_h_.slice(m * kb_, kb_), recv_.slice(m * blk + qb_ + kb_, kb_));
-    }
-    dev_.trace().mark("elementwise");
     inner_->forward(q_h_, k_h_, v_h_, o_h_);
     // o_h_'s rows are already grouped by the member they belong to.
-    TensorRef o_recv = recv_.slice(0, U_ * qb_);
+    const TensorRef o_recv = buffers(recv_).q;
     comm_.all_to_all({o_h_, o_recv});
     dev_.trace().mark("all-to-all O");
     for (int m = 0; m < U_; ++m)
@@ -82,31 +78,26 @@ class HeadScatter final : public Node {
   }
 
   void backward(TensorRef d_o, TensorRef dq, TensorRef dk, TensorRef dv) override {
-    const std::size_t blk = qb_ + 2 * kb_;
+    const TensorRef d_o_send = buffers(send_).q;
     for (int m = 0; m < U_; ++m)
-      to_heads(d_o, p_.heads_q, m * in_.heads_q, in_.heads_q, send_, m * qb_);
+      to_heads(d_o, p_.heads_q, m * in_.heads_q, in_.heads_q, d_o_send, m * qb_);
     dev_.trace().mark("elementwise");
-    comm_.all_to_all({send_.slice(0, U_ * qb_), d_o_h_});
+    comm_.all_to_all({d_o_send, d_o_h_});
     dev_.trace().mark("all-to-all dO");
     inner_->backward(d_o_h_, dq_h_, dk_h_, dv_h_);
-    for (int m = 0; m < U_; ++m) {
-      dev_.convert(send_.slice(m * blk, qb_), dq_h_.slice(m * qb_, qb_));
-      dev_.convert(send_.slice(m * blk + qb_, kb_), dk_h_.slice(m * kb_, kb_));
-      dev_.convert(send_.slice(m * blk + qb_ + kb_, kb_), dv_h_.slice(m * kb_, kb_));
-    }
-    dev_.trace().mark("elementwise");
-    comm_.all_to_all({send_, recv_});
+    const Buffers r = buffers(recv_);
+    const Transfer grads[] = {{dq_h_, r.q}, {dk_h_, r.k}, {dv_h_, r.v}};
+    comm_.all_to_all(grads);
     dev_.trace().mark("all-to-all dQ,dK,dV");
     if (replicated_) {
       dev_.fill(dk32_, 0.f);
       dev_.fill(dv32_, 0.f);
     }
     for (int m = 0; m < U_; ++m) {
-      from_heads(recv_, m * blk, dq, p_.heads_q, m * in_.heads_q, in_.heads_q, false);
+      from_heads(r.q, m * qb_, dq, p_.heads_q, m * in_.heads_q, in_.heads_q, false);
       TensorRef dkt = replicated_ ? TensorRef(dk32_) : dk, dvt = replicated_ ? TensorRef(dv32_) : dv;
-      from_heads(recv_, m * blk + qb_, dkt, p_.heads_kv, kv_head(m), in_.heads_kv, replicated_);
-      from_heads(recv_, m * blk + qb_ + kb_, dvt, p_.heads_kv, kv_head(m), in_.heads_kv,
-                 replicated_);
+      from_heads(r.k, m * kb_, dkt, p_.heads_kv, kv_head(m), in_.heads_kv, replicated_);
+      from_heads(r.v, m * kb_, dvt, p_.heads_kv, kv_head(m), in_.heads_kv, replicated_);
     }
     if (replicated_) {
       dev_.convert(dk, dk32_);
@@ -126,6 +117,14 @@ class HeadScatter final : public Node {
   }
 
  private:
+  // A staging buffer's three parts, member-major: Q (or dQ, O, dO) [U][s][q][D], K and V [U][s][k][D].
+  struct Buffers {
+    TensorRef q, k, v;
+  };
+  Buffers buffers(const Buffer& b) const {
+    return {b.slice(0, U_ * qb_), b.slice(U_ * qb_, U_ * kb_), b.slice(U_ * (qb_ + kb_), U_ * kb_)};
+  }
+
   int kv_head(int member) const {
     return replicated_ ? member / (U_ / p_.heads_kv) : member * in_.heads_kv;
   }

@@ -56,17 +56,22 @@ class MpiCommunicator final : public Communicator {
     return std::make_unique<MpiCommunicator>(out, timeout_s_);
   }
 
-  void all_to_all(const Transfer& t) override {
-    const std::size_t block = t.send.bytes() / size_;
-    if (t.send.bytes() != block * size_ || t.recv.bytes() != t.send.bytes())
-      throw CommError(fmt::format("all_to_all: {} bytes to send and {} to receive do not make {} "
-                                  "equal blocks", t.send.bytes(), t.recv.bytes(), size_));
-    MPI_Request r;
-    const int n = mpi_count(block, "all_to_all");
-    check_mpi(MPI_Ialltoall(t.send.data, n, MPI_BYTE, t.recv.data, n, MPI_BYTE, comm_, &r),
-              "all_to_all");
-    count(CommOp::all_to_all, block * (size_ - 1));
-    wait_all({&r, 1}, timeout_s_, world_rank_, "all_to_all");
+  void all_to_all(std::span<const Transfer> ts) override {
+    std::vector<MPI_Request> rs(ts.size());
+    std::uint64_t sent = 0;
+    for (std::size_t i = 0; i < ts.size(); ++i) {
+      const Transfer& t = ts[i];
+      const std::size_t block = t.send.bytes() / size_;
+      if (t.send.bytes() != block * size_ || t.recv.bytes() != t.send.bytes())
+        throw CommError(fmt::format("all_to_all: {} bytes to send and {} to receive do not make "
+                                    "{} equal blocks", t.send.bytes(), t.recv.bytes(), size_));
+      const int n = mpi_count(block, "all_to_all");
+      check_mpi(MPI_Ialltoall(t.send.data, n, MPI_BYTE, t.recv.data, n, MPI_BYTE, comm_, &rs[i]),
+                "all_to_all");
+      sent += block * (size_ - 1);
+    }
+    count(CommOp::all_to_all, sent);  // one fused call
+    wait_all(rs, timeout_s_, world_rank_, "all_to_all");
   }
 
   void all_gather(std::span<const Transfer> ts) override {

@@ -150,22 +150,27 @@ class NcclCommunicator final : public Communicator {
     return std::make_unique<NcclCommunicator>(out, device_, timeout_s_, world_rank_);
   }
 
-  void all_to_all(const Transfer& t) override {
-    const std::size_t block = t.send.bytes() / size_;
-    if (t.send.bytes() != block * size_ || t.recv.bytes() != t.send.bytes())
-      throw CommError("all_to_all: buffers are not size() equal blocks");
+  void all_to_all(std::span<const Transfer> ts) override {
+    std::uint64_t sent = 0;
+    for (const Transfer& t : ts)
+      if (t.send.bytes() % size_ != 0 || t.recv.bytes() != t.send.bytes())
+        throw CommError("all_to_all: buffers are not size() equal blocks");
     check_nccl(ncclGroupStart(), "group");
-    for (int p = 0; p < size_; ++p) {
-      check_nccl(ncclSend(static_cast<const char*>(t.send.data) + p * block, block, ncclUint8, p,
-                          comm_, compute_),
-                 "send");
-      check_nccl(ncclRecv(static_cast<char*>(t.recv.data) + p * block, block, ncclUint8, p, comm_,
-                          compute_),
-                 "recv");
+    for (const Transfer& t : ts) {
+      const std::size_t block = t.send.bytes() / size_;
+      for (int p = 0; p < size_; ++p) {
+        check_nccl(ncclSend(static_cast<const char*>(t.send.data) + p * block, block, ncclUint8, p,
+                            comm_, compute_),
+                   "send");
+        check_nccl(ncclRecv(static_cast<char*>(t.recv.data) + p * block, block, ncclUint8, p,
+                            comm_, compute_),
+                   "recv");
+      }
+      sent += block * (size_ - 1);
     }
     check_nccl(ncclGroupEnd(), "all_to_all");
     wait_ready(comm_, timeout_s_, world_rank_, "all_to_all");
-    count(CommOp::all_to_all, block * (size_ - 1));
+    count(CommOp::all_to_all, sent);
   }
 
   void all_gather(std::span<const Transfer> ts) override {

@@ -86,8 +86,10 @@ class Communicator {
 
   // Collectives: ordered with the device's work as if synchronous (enqueued on the compute stream
   // on a GPU). Every rank passes equal sizes.
-  // send holds size() equal blocks, block p for rank p; recv gets block p from rank p.
-  virtual void all_to_all(const Transfer& t) = 0;
+  // For each transfer: send holds size() equal blocks, block p for rank p; recv gets block p
+  // from rank p. Fused.
+  virtual void all_to_all(std::span<const Transfer> ts) = 0;
+  void all_to_all(const Transfer& t) { all_to_all(std::span(&t, 1)); }
   // For each transfer: recv = the size() ranks' send buffers in rank order. Fused.
   virtual void all_gather(std::span<const Transfer> ts) = 0;
   // For each transfer: recv = sum over ranks of block rank() of their send buffer (fp32). Fused.

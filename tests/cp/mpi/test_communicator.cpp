@@ -47,6 +47,27 @@ TEST_F(Comm, AllToAllDeliversBlockPToRankP) {
   EXPECT_EQ(comm->stats().calls[int(CommOp::all_to_all)], 1u);
 }
 
+TEST_F(Comm, FusedAllToAllDeliversEachTransfersBlocksAndCountsOnce) {
+  // Blocks of 2 and of 1 element: each transfer is its own all-to-all.
+  std::vector<float> x(2 * n), y(n);
+  for (int p = 0; p < n; ++p) {
+    x[2 * p] = float(rank * 100 + p), x[2 * p + 1] = -1.f;
+    y[p] = float(rank * 7 + p) + 0.25f;
+  }
+  Buffer sx = make(x), sy = make(y);
+  Buffer rx = dev->allocate(2 * n, DType::fp32), ry = dev->allocate(n, DType::fp32);
+  const Transfer ts[] = {{sx, rx}, {sy, ry}};
+  comm->all_to_all(ts);
+  std::vector<float> gx = read(rx), gy = read(ry);
+  for (int p = 0; p < n; ++p) {
+    EXPECT_EQ(gx[2 * p], float(p * 100 + rank));
+    EXPECT_EQ(gx[2 * p + 1], -1.f);
+    EXPECT_EQ(gy[p], float(p * 7 + rank) + 0.25f);
+  }
+  EXPECT_EQ(comm->stats().bytes_of(CommOp::all_to_all), std::uint64_t(n - 1) * 12);
+  EXPECT_EQ(comm->stats().calls[int(CommOp::all_to_all)], 1u);
+}
+
 TEST_F(Comm, FusedAllGatherAndReduceScatterCountOnce) {
   Buffer a = make({float(rank), float(rank) + 0.5f}), b = make({float(-rank)});
   Buffer ga = dev->allocate(2 * n, DType::fp32), gb = dev->allocate(n, DType::fp32);
