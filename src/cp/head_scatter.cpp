@@ -117,7 +117,8 @@ class HeadScatter final : public Node {
   }
 
  private:
-  // A staging buffer's three parts, member-major: Q (or dQ, O, dO) [U][s][q][D], K and V [U][s][k][D].
+  // A staging buffer's three parts, member-major: Q (or O, dO, dQ) [U][s][q][D], then K and V
+  // [U][s][k][D].
   struct Buffers {
     TensorRef q, k, v;
   };
