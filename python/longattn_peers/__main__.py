@@ -13,12 +13,15 @@ import argparse
 import json
 import os
 import sys
+import threading
+import time
 
 from . import PROTOCOL_VERSION, __version__
 from .masks import InputError, mask_from_json
 from .protocol import ResultWriter, parse_request
 
 EXIT_INPUT = 2
+EXIT_ORPHANED = 4  # serve: the process that started it is gone
 
 
 def _read_json(path: str):
@@ -56,8 +59,24 @@ def cmd_run(args) -> int:
     return _run_one(args.request)
 
 
+def _exit_with_parent() -> None:
+    """End this process when the one that started it is gone. longattn killed by a timeout (or
+    SIGKILL) runs no destructor; a peer still compiling or timing a case would go on holding the
+    GPU and slow down whatever runs next, and it would only notice the closed stdin at its next
+    request."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(EXIT_ORPHANED)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def cmd_serve(args) -> int:
     from .runner import DEVICE_FAULT_EXIT
+    _exit_with_parent()
     for line in sys.stdin:
         path = line.strip()
         if path and _run_one(path) == DEVICE_FAULT_EXIT:
