@@ -61,7 +61,7 @@ std::vector<HeadConfig> head_list(const std::vector<std::string>& heads,
 struct CpOptionsCli {
   std::vector<std::string> algorithms, ulysses, masks, dispatches, heads, dtypes,
       directions{"fwdbwd"};
-  std::vector<int> windows, head_dims;
+  std::vector<int> windows, gather_groups, head_dims;
   SizeOptions sizes;
   MaskOptions mask;
   int balance_chunks = 8;
@@ -87,6 +87,7 @@ bench::CpGrid to_grid(const CpOptionsCli& o) {
   g.algorithms = o.algorithms;
   g.ulysses = o.ulysses;
   g.inner_rings = o.windows;
+  g.gather_groups = o.gather_groups;
   g.dispatches = o.dispatches;
   g.balance_chunks = o.balance_chunks;
   const MaskParams params = to_params(o.mask);
@@ -111,6 +112,7 @@ std::string fingerprint(const CpOptionsCli& o) {
   nlohmann::json j{{"algorithms", o.algorithms}, {"ulysses", o.ulysses}, {"masks", o.masks},
                    {"dispatches", o.dispatches}, {"heads", o.heads},     {"dtypes", o.dtypes},
                    {"directions", o.directions}, {"windows", o.windows}, {"head_dims", o.head_dims},
+                   {"gather_groups", o.gather_groups},
                    {"seqlens", o.sizes.seqlens}, {"tokens", o.sizes.tokens_per_rank},
                    {"balance", o.balance_chunks}, {"seed", o.seed},      {"device", o.device},
                    {"kernel", o.kernel},         {"threads", o.threads}, {"timeout", o.timeout_s},
@@ -146,7 +148,7 @@ void run_cp(const CpOptionsCli& o) {
 
 struct CommOptionsCli {
   std::vector<std::string> algorithms, ulysses, heads{"64:8"}, dtypes{"bf16"};
-  std::vector<int> ranks{8}, windows, head_dims{128};
+  std::vector<int> ranks{8}, windows, gather_groups, head_dims{128};
   SizeOptions sizes;
   double bandwidth_gbs = 0;
   bool json = false;
@@ -171,7 +173,7 @@ void run_comm(const CommOptionsCli& o) {
         for (const std::string& dt : o.dtypes) {
           const DType t = bench::parse_dtype(dt);
           for (Algorithm a : parse_algorithms(o.algorithms))
-            for (const Topology& topo : topologies(a, n, o.ulysses, o.windows)) {
+            for (const Topology& topo : topologies(a, n, o.ulysses, o.windows, o.gather_groups)) {
               CommShape shape{topo, S, h, int(element_size(t))};
               std::string heads = fmt::format("{}:{}", h.heads_q, h.heads_kv);
               CommVolume v;
@@ -197,7 +199,8 @@ void run_comm(const CommOptionsCli& o) {
               if (o.json) {
                 nlohmann::json j{{"algorithm", to_string(a)}, {"ranks", n},
                                  {"ulysses", topo.ulysses},   {"ring", topo.ring},
-                                 {"window", topo.window},     {"seqlen", S},
+                                 {"window", topo.window},     {"gather_groups", topo.gather_groups},
+                                 {"seqlen", S},
                                  {"heads_q", h.heads_q},      {"heads_kv", h.heads_kv},
                                  {"head_dim", h.head_dim},    {"dtype", dt}};
                 for (int op = 0; op < kCommOps; ++op) {
@@ -253,6 +256,11 @@ void add_cp_command(CLI::App& app) {
   cmd->add_option("--inner-ring", o->windows,
                   "loongtrain: inner ring sizes w (R = windows x w); default: the smallest divisor "
                   "w of R with w*w >= R")
+      ->delimiter(',');
+  cmd->add_option("--gather-groups", o->gather_groups,
+                  "ring_allgather: the forward gathers K/V in G groups of KV heads (G divides "
+                  "heads_kv) and attends each group while the next travels; default 1 (one "
+                  "all-gather, then one kernel call)")
       ->delimiter(',');
   cmd->add_option("--dispatch", o->dispatches,
                   "token placement: contiguous, zigzag (default), balanced (by attention area)")
@@ -331,6 +339,9 @@ void add_comm_command(CLI::App& app) {
   cmd->add_option("--ulysses", o->ulysses, "usp/loongtrain: Ulysses degrees, or all")
       ->delimiter(',');
   cmd->add_option("--inner-ring", o->windows, "loongtrain: inner ring sizes")->delimiter(',');
+  cmd->add_option("--gather-groups", o->gather_groups,
+                  "ring_allgather: KV-head groups gathered in turn")
+      ->delimiter(',');
   cmd->add_option("--seqlen", o->sizes.seqlens, "total tokens S")->delimiter(',');
   cmd->add_option("--tokens-per-rank", o->sizes.tokens_per_rank, "tokens per rank (S = t x N)")
       ->delimiter(',');

@@ -137,6 +137,7 @@ CpGrid parse_cp_grid(const json& g, const std::string& where) {
       if (key == "algorithms") out.algorithms = names_or_numbers(v, "algorithms", where);
       else if (key == "ulysses") out.ulysses = names_or_numbers(v, "ulysses", where);
       else if (key == "inner_rings") out.inner_rings = v.get<std::vector<int>>();
+      else if (key == "gather_groups") out.gather_groups = v.get<std::vector<int>>();
       else if (key == "dispatches") out.dispatches = v.get<std::vector<std::string>>();
       else if (key == "balance_chunks") out.balance_chunks = v.get<int>();
       else if (key == "tokens_per_rank") out.tokens_per_rank = lengths_of(v, where);

@@ -36,9 +36,13 @@ CommVolume comm_model(const CommShape& c) {
   const std::uint64_t q = hq / U, k = std::max<std::uint64_t>(hkv / U, 1), T = U * s;
   CommVolume v;
   if (t.algorithm == Algorithm::ring_allgather) {
+    if (t.gather_groups < 1 || hkv % t.gather_groups != 0)
+      throw InputError(fmt::format("{} gather groups do not split heads_kv = {}", t.gather_groups,
+                                   hkv));
     // The collectives are called on one rank too (moving nothing), as the communicator counts.
+    // The forward's groups are one call each; the backward gathers all heads at once.
     const std::uint64_t kv = 2 * s * hkv * D;
-    add(v.forward, CommOp::all_gather, (N - 1) * kv * b, 1);
+    add(v.forward, CommOp::all_gather, (N - 1) * kv * b, t.gather_groups);
     add(v.backward, CommOp::all_gather, (N - 1) * kv * b, 1);
     add(v.backward, CommOp::reduce_scatter, (N - 1) * kv * kPartialBytes, 1);
     return v;

@@ -25,6 +25,10 @@ void validate(const CpProblem& p) {
     throw InputError(fmt::format("cannot split {} KV heads over a Ulysses degree of {}: one must "
                                  "divide the other",
                                  hkv, U));
+  if (t.gather_groups < 1 || hkv % t.gather_groups != 0)
+    throw InputError(fmt::format("cannot gather {} KV heads in {} groups: the groups must divide "
+                                 "heads_kv",
+                                 hkv, t.gather_groups));
   if (p.dispatch->units != t.ring || p.dispatch->members != U)
     throw InputError(fmt::format("dispatch for {} x {} ranks, topology {} x {}",
                                  p.dispatch->members, p.dispatch->units, U, t.ring));
@@ -108,7 +112,8 @@ class Cp final : public CpAttention {
     Part part{p.dispatch->tokens_per_rank(), p.heads.heads_q, p.heads.heads_kv,
               p.heads.head_dim,                 p.scale,         p.dtype};
     if (t.algorithm == Algorithm::ring_allgather) {
-      root_ = make_all_gather(k, part, *p.mask, p.dispatch->rank_chunks, *mesh.all);
+      root_ = make_all_gather(k, part, *p.mask, p.dispatch->rank_chunks, t.gather_groups,
+                              *mesh.all);
       return;
     }
     RingComms rc{mesh.kv_inner.get(), mesh.dkv_inner.get(), mesh.kv_outer.get(),

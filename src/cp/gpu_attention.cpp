@@ -85,7 +85,9 @@ class BackendAttention final : public LocalAttention {
 std::string default_gpu_kernel() {
   if (bench::find_backend("flash_hopper")) {
     // flash_hopper itself says whether this GPU runs it (sm_90 only): asked on a tiny problem.
-    const GeneratedMask m = make_mask(MaskSpec{Pattern::full, 128});
+    MaskSpec full;
+    full.seqlen = 128;
+    const GeneratedMask m = make_mask(full);
     const bench::Problem p{{128, 128, 1, 1, 128, 0}, &m, DType::bf16, bench::Direction::fwd};
     if (!bench::check_support(*bench::make_backend("flash_hopper"), p)) return "flash_hopper";
   }

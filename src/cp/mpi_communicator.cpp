@@ -18,10 +18,10 @@ using detail::wait_all;
 
 class MpiPending final : public Pending {
  public:
-  MpiPending(std::vector<MPI_Request> r, double timeout_s, int rank)
-      : requests_(std::move(r)), timeout_s_(timeout_s), rank_(rank) {}
+  MpiPending(std::vector<MPI_Request> r, double timeout_s, int rank, const char* what)
+      : requests_(std::move(r)), timeout_s_(timeout_s), rank_(rank), what_(what) {}
   void wait() override {
-    wait_all(requests_, timeout_s_, rank_, "point-to-point exchange");
+    wait_all(requests_, timeout_s_, rank_, what_);
     requests_.clear();
   }
 
@@ -29,6 +29,7 @@ class MpiPending final : public Pending {
   std::vector<MPI_Request> requests_;
   double timeout_s_;
   int rank_;
+  const char* what_;
 };
 
 class MpiCommunicator final : public Communicator {
@@ -74,7 +75,9 @@ class MpiCommunicator final : public Communicator {
     wait_all(rs, timeout_s_, world_rank_, "all_to_all");
   }
 
-  void all_gather(std::span<const Transfer> ts) override {
+  void all_gather(std::span<const Transfer> ts) override { start_all_gather(ts)->wait(); }
+
+  std::unique_ptr<Pending> start_all_gather(std::span<const Transfer> ts) override {
     std::vector<MPI_Request> rs(ts.size());
     std::uint64_t sent = 0;
     for (std::size_t i = 0; i < ts.size(); ++i) {
@@ -88,7 +91,7 @@ class MpiCommunicator final : public Communicator {
       sent += t.send.bytes() * (size_ - 1);
     }
     count(CommOp::all_gather, sent);  // one fused call
-    wait_all(rs, timeout_s_, world_rank_, "all_gather");
+    return std::make_unique<MpiPending>(std::move(rs), timeout_s_, world_rank_, "all_gather");
   }
 
   void reduce_scatter(std::span<const Transfer> ts) override {
@@ -135,7 +138,8 @@ class MpiCommunicator final : public Communicator {
       }
     }
     count(CommOp::p2p, sent);
-    return std::make_unique<MpiPending>(std::move(rs), timeout_s_, world_rank_);
+    return std::make_unique<MpiPending>(std::move(rs), timeout_s_, world_rank_,
+                                        "point-to-point exchange");
   }
 
  private:

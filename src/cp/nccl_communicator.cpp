@@ -211,12 +211,26 @@ class NcclCommunicator final : public Communicator {
     detail::wait_stream(compute_, timeout_s_, fmt::format("rank {}: barrier", world_rank_));
   }
 
+  std::unique_ptr<Pending> start_all_gather(std::span<const Transfer> ts) override {
+    for (const Transfer& t : ts)
+      if (t.recv.bytes() != t.send.bytes() * size_) throw CommError("all_gather: buffer sizes");
+    const int slot = side_stream_waits_for_compute();
+    std::uint64_t sent = 0;
+    check_nccl(ncclGroupStart(), "group");
+    for (const Transfer& t : ts) {
+      check_nccl(ncclAllGather(t.send.data, t.recv.data, t.send.bytes(), ncclUint8, comm_, p2p_),
+                 "all_gather");
+      sent += t.send.bytes() * (size_ - 1);
+    }
+    check_nccl(ncclGroupEnd(), "all_gather");
+    wait_ready(comm_, timeout_s_, world_rank_, "all_gather");
+    check_cuda(cudaEventRecord(done_[slot], p2p_), "cudaEventRecord");
+    count(CommOp::all_gather, sent);
+    return std::make_unique<NcclPending>(done_[slot], compute_);
+  }
+
   std::unique_ptr<Pending> start(std::span<const P2P> ops) override {
-    // The p2p stream waits for what the compute stream has enqueued so far (the data to send,
-    // the last reads of the buffers to receive into), then runs the group.
-    const int slot = next_++ % kSlots;
-    check_cuda(cudaEventRecord(ready_[slot], compute_), "cudaEventRecord");
-    check_cuda(cudaStreamWaitEvent(p2p_, ready_[slot], 0), "cudaStreamWaitEvent");
+    const int slot = side_stream_waits_for_compute();
     std::uint64_t sent = 0;
     check_nccl(ncclGroupStart(), "group");
     for (const P2P& op : ops) {
@@ -239,7 +253,18 @@ class NcclCommunicator final : public Communicator {
   }
 
  private:
-  static constexpr int kSlots = 8;  // events reused round-robin: at most two groups are pending
+  // The side stream waits for what the compute stream has enqueued so far (the data to send, the
+  // last reads of the buffers to receive into); returns the event slot of the operation.
+  int side_stream_waits_for_compute() {
+    const int slot = next_++ % kSlots;
+    check_cuda(cudaEventRecord(ready_[slot], compute_), "cudaEventRecord");
+    check_cuda(cudaStreamWaitEvent(p2p_, ready_[slot], 0), "cudaStreamWaitEvent");
+    return slot;
+  }
+
+  // Events reused round-robin: at most kSlots operations may be pending at once (two ring
+  // groups, or the gather groups of Ring AllGather's forward).
+  static constexpr int kSlots = 8;
   ncclComm_t comm_;
   Device& device_;
   double timeout_s_;

@@ -2,7 +2,8 @@
 // The building blocks the five algorithms are assembled from (cp_attention.cpp):
 //   ring        K/V blocks circulate over a (double) ring of R positions; a single ring is the
 //               double ring with one window. R = 1 is one local kernel call.
-//   all_gather  K/V all-gathered, one local call, dK/dV reduce-scattered.
+//   all_gather  K/V all-gathered (the forward optionally in groups of heads, overlapped with
+//               the attention), one local call per group, dK/dV reduce-scattered.
 //   head_scatter  Ulysses: all-to-all from sequence to heads around an inner part, and back.
 // Each works on one rank's tensors of a given shape ("Part"), in the layouts of reference.hpp.
 #include <memory>
@@ -57,8 +58,10 @@ struct RingComms {
 std::unique_ptr<Node> make_ring(const Kernel& k, const Part& p, const SliceMask& mask,
                                 const std::vector<Chunks>& units, int me, int window,
                                 const RingComms& comms);
+// groups: the forward's gather groups (Topology::gather_groups; they divide p.heads_kv).
 std::unique_ptr<Node> make_all_gather(const Kernel& k, const Part& p, const SliceMask& mask,
-                                      const std::vector<Chunks>& ranks, Communicator& comm);
+                                      const std::vector<Chunks>& ranks, int groups,
+                                      Communicator& comm);
 // p: the rank's own (sequence) shape; the inner part sees comm.size() x the tokens and
 // heads_q / U query heads, max(heads_kv / U, 1) KV heads.
 std::unique_ptr<Node> make_head_scatter(const Kernel& k, const Part& p, Communicator& comm,

@@ -647,6 +647,7 @@ nlohmann::json to_json(const CpRecord& r) {
              {"ulysses", t.ulysses},
              {"ring", t.ring},
              {"window", t.window},
+             {"gather_groups", t.gather_groups},
              {"topology", t.describe()},
              {"dispatch", std::string(to_string(r.c.dispatch))},
              {"balance_chunks", r.c.balance_chunks},

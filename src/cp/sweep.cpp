@@ -18,7 +18,16 @@ std::vector<Algorithm> parse_algorithms(const std::vector<std::string>& names) {
 }
 
 std::vector<Topology> topologies(Algorithm a, int ranks, const std::vector<std::string>& ulysses,
-                                 const std::vector<int>& inner_rings) {
+                                 const std::vector<int>& inner_rings,
+                                 const std::vector<int>& gather_groups) {
+  if (a == Algorithm::ring_allgather) {
+    std::vector<Topology> out;
+    for (int g : gather_groups.empty() ? std::vector{1} : gather_groups) {
+      if (g < 1) throw InputError(fmt::format("gather groups: {} is not a positive count", g));
+      out.push_back(make_topology(a, ranks, 0, 0, g));
+    }
+    return out;
+  }
   const bool two_d = a == Algorithm::usp || a == Algorithm::loongtrain;
   if (!two_d) return {make_topology(a, ranks)};
   if (!ulysses.empty() && ulysses.front() == "all") return all_topologies(a, ranks);
@@ -73,7 +82,7 @@ std::vector<CpCase> expand(const bench::CpGrid& grid, int ranks, bool gpu) {
     }
   std::vector<std::pair<Algorithm, Topology>> placements;
   for (Algorithm a : parse_algorithms(g.algorithms))
-    for (const Topology& t : topologies(a, ranks, g.ulysses, g.inner_rings))
+    for (const Topology& t : topologies(a, ranks, g.ulysses, g.inner_rings, g.gather_groups))
       placements.push_back({a, t});
 
   std::vector<CpCase> out;

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "longattn/error.hpp"
 
 namespace longattn::cp {
@@ -51,17 +53,25 @@ std::string Topology::describe() const {
   switch (algorithm) {
     case Algorithm::usp: return fmt::format("{}x{}", ulysses, ring);
     case Algorithm::loongtrain: return fmt::format("{}x{} w{}", ulysses, ring, window);
+    case Algorithm::ring_allgather:
+      return gather_groups > 1 ? fmt::format("{} g{}", ranks, gather_groups)
+                               : fmt::format("{}", ranks);
     default: return fmt::format("{}", ranks);
   }
 }
 
-Topology make_topology(Algorithm a, int ranks, int ulysses, int window) {
+Topology make_topology(Algorithm a, int ranks, int ulysses, int window, int gather_groups) {
   if (ranks < 1) throw InputError(fmt::format("CP needs at least 1 rank, got {}", ranks));
   if (ulysses < 0 || window < 0)
     throw InputError("the Ulysses degree and the LoongTrain window must be positive");
+  if (gather_groups < 0) throw InputError("the gather groups must be positive");
+  if (gather_groups > 1 && a != Algorithm::ring_allgather)
+    throw InputError(fmt::format("only ring_allgather gathers K/V in groups; {} takes none",
+                                 to_string(a)));
   Topology t;
   t.algorithm = a;
   t.ranks = ranks;
+  t.gather_groups = std::max(gather_groups, 1);
   const bool two_d = a == Algorithm::usp || a == Algorithm::loongtrain;
   int fixed = a == Algorithm::ulysses ? ranks : 1;
   if (!two_d && ulysses != 0 && ulysses != fixed)

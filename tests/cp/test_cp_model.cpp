@@ -29,6 +29,12 @@ TEST(CpTopology, ResolvesDegreesAndRejectsBadOnes) {
   EXPECT_THROW(parse_algorithm("tree"), InputError);
   EXPECT_EQ(all_topologies(Algorithm::usp, 4).size(), 3u);         // 1x4, 2x2, 4x1
   EXPECT_EQ(all_topologies(Algorithm::loongtrain, 4).size(), 6u);  // w | R for each split
+  Topology g = make_topology(Algorithm::ring_allgather, 4, 0, 0, 2);
+  EXPECT_EQ(g.gather_groups, 2);
+  EXPECT_EQ(g.describe(), "4 g2");
+  EXPECT_EQ(make_topology(Algorithm::ring_allgather, 4).gather_groups, 1);
+  EXPECT_EQ(make_topology(Algorithm::ring_allgather, 4).describe(), "4");
+  EXPECT_THROW(make_topology(Algorithm::ring_p2p, 4, 0, 0, 2), InputError);  // groups: allgather
 }
 
 CommShape shape(Algorithm a, int n, int u, int w, Index S, int hq, int hkv, int d, int b) {
@@ -78,6 +84,18 @@ TEST(CpModel, AllGatherGathersKvAndReduceScattersDkv) {
   EXPECT_EQ(v.forward.bytes_of(CommOp::all_gather), 3u * 2 * 256 * 4 * 16 * 2);
   EXPECT_EQ(v.backward.bytes_of(CommOp::all_gather), 3u * 2 * 256 * 4 * 16 * 2);
   EXPECT_EQ(v.backward.bytes_of(CommOp::reduce_scatter), 3u * 2 * 256 * 4 * 16 * 4);
+  EXPECT_EQ(v.forward.calls[int(CommOp::all_gather)], 1u);
+}
+
+TEST(CpModel, GatherGroupsSplitTheForwardsAllGatherIntoCallsOfTheSameBytes) {
+  CommShape c = shape(Algorithm::ring_allgather, 4, 0, 0, 1024, 8, 4, 16, 2);
+  c.topology = make_topology(Algorithm::ring_allgather, 4, 0, 0, 4);
+  const CommVolume v = comm_model(c);
+  EXPECT_EQ(v.forward.bytes_of(CommOp::all_gather), 3u * 2 * 256 * 4 * 16 * 2);
+  EXPECT_EQ(v.forward.calls[int(CommOp::all_gather)], 4u);
+  EXPECT_EQ(v.backward.calls[int(CommOp::all_gather)], 1u);  // the backward gathers all heads
+  c.topology = make_topology(Algorithm::ring_allgather, 4, 0, 0, 3);  // 3 does not divide 4
+  EXPECT_THROW(comm_model(c), InputError);
 }
 
 TEST(CpModel, OneRankSendsNothingAndBadShapesAreRejected) {

@@ -16,6 +16,7 @@ struct CpGrid {
   std::vector<std::string> ulysses;     // usp/loongtrain Ulysses degrees, or "all" (every valid
                                         // split, inner rings included); empty: the default split
   std::vector<int> inner_rings;         // loongtrain inner ring sizes; empty: the default
+  std::vector<int> gather_groups;       // ring_allgather KV-head groups gathered in turn; empty: 1
   std::vector<std::string> dispatches;  // contiguous, zigzag, balanced; empty: zigzag
   int balance_chunks = 8;
   std::vector<MaskAxis> masks;          // empty: full, causal, full_document, causal_document

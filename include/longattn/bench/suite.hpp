@@ -15,8 +15,8 @@
 // point per N); its masks, heads, head_dims, dtypes, directions and seed mean what they mean above,
 // "seqlens" is optional (total tokens) and "backends" and "draws" do not apply:
 //   "cp": {"algorithms": ["all"] | ["ulysses", "usp", ...], "ulysses": ["all"] | [2, 4],
-//          "inner_rings": [2], "dispatches": ["zigzag", "balanced"], "balance_chunks": 8,
-//          "tokens_per_rank": ["8K"]}
+//          "inner_rings": [2], "gather_groups": [1, 4], "dispatches": ["zigzag", "balanced"],
+//          "balance_chunks": 8, "tokens_per_rank": ["8K"]}
 // A suite's grids are all CP grids or none: a CP suite runs once per rank count.
 #include <nlohmann/json_fwd.hpp>
 #include <string>

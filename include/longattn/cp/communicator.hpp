@@ -99,6 +99,10 @@ class Communicator {
   // Grouped sends and receives, started now and overlapped with later device work until wait().
   // A rank may post at most one send and one receive per peer in a group.
   virtual std::unique_ptr<Pending> start(std::span<const P2P> ops) = 0;
+  // all_gather, started now and overlapped with later device work until wait() (as start()):
+  // the send buffers must hold their data when it is called, the receive buffers only after
+  // wait(). Counted as one all_gather call.
+  virtual std::unique_ptr<Pending> start_all_gather(std::span<const Transfer> ts) = 0;
 
   const CommStats& stats() const { return stats_; }
   void reset_stats() { stats_ = {}; }

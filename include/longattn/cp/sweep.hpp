@@ -16,9 +16,11 @@ namespace longattn::cp {
 std::vector<Algorithm> parse_algorithms(const std::vector<std::string>& names);
 
 // The topologies of one algorithm on `ranks`: every valid split for ulysses = {"all"}, else the
-// degrees named (empty: the default); loongtrain crosses them with `inner_rings`.
+// degrees named (empty: the default); loongtrain crosses them with `inner_rings`, ring_allgather
+// takes one per `gather_groups` (empty: 1).
 std::vector<Topology> topologies(Algorithm a, int ranks, const std::vector<std::string>& ulysses,
-                                 const std::vector<int>& inner_rings);
+                                 const std::vector<int>& inner_rings,
+                                 const std::vector<int>& gather_groups = {});
 
 // The total sequence lengths: `seqlens`, or tokens_per_rank x ranks; InputError for both or none.
 std::vector<Index> total_seqlens(const std::vector<Index>& seqlens,

@@ -27,11 +27,14 @@ struct Topology {
   int ulysses = 1;  // U
   int ring = 1;     // R
   int window = 1;   // w: inner ring size (R for a single ring)
+  // ring_allgather: the forward gathers K/V in this many groups of KV heads, attending each group
+  // while the next one travels (1: one all-gather, then one kernel call).
+  int gather_groups = 1;
 
   int windows() const { return ring / window; }
   int ring_index(int rank) const { return rank / ulysses; }
   int ulysses_index(int rank) const { return rank % ulysses; }
-  // "4", "2x2", "1x4 w2"
+  // "4", "2x2", "1x4 w2", "4 g2"
   std::string describe() const;
 };
 
@@ -39,7 +42,10 @@ struct Topology {
 // usp and loongtrain the largest divisor d of N with d * d <= N), window = 0 means the default
 // inner ring (the smallest divisor d of R with d * d >= R). Throws InputError when U does not
 // divide N, or w does not divide R, or U/w are given where the algorithm fixes them.
-Topology make_topology(Algorithm a, int ranks, int ulysses = 0, int window = 0);
+// gather_groups = 0 means 1; more than 1 only for ring_allgather (that it divides heads_kv is
+// checked with the heads: comm_model, the algorithm's setup).
+Topology make_topology(Algorithm a, int ranks, int ulysses = 0, int window = 0,
+                       int gather_groups = 0);
 
 // Every valid U x R split of N ranks for an algorithm (one for ulysses, ring_p2p, ring_allgather).
 std::vector<Topology> all_topologies(Algorithm a, int ranks);

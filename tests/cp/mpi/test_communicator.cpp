@@ -68,6 +68,21 @@ TEST_F(Comm, FusedAllToAllDeliversEachTransfersBlocksAndCountsOnce) {
   EXPECT_EQ(comm->stats().calls[int(CommOp::all_to_all)], 1u);
 }
 
+TEST_F(Comm, StartedAllGatherDeliversAfterWaitAndCountsOnce) {
+  Buffer a = make({float(rank) + 0.5f}), b = make({float(-rank), 2.f});
+  Buffer ga = dev->allocate(n, DType::fp32), gb = dev->allocate(2 * n, DType::fp32);
+  const Transfer ts[] = {{a, ga}, {b, gb}};
+  comm->start_all_gather(ts)->wait();
+  std::vector<float> xa = read(ga), xb = read(gb);
+  for (int p = 0; p < n; ++p) {
+    EXPECT_EQ(xa[p], float(p) + 0.5f);
+    EXPECT_EQ(xb[2 * p], float(-p));
+    EXPECT_EQ(xb[2 * p + 1], 2.f);
+  }
+  EXPECT_EQ(comm->stats().bytes_of(CommOp::all_gather), std::uint64_t(n - 1) * 12);
+  EXPECT_EQ(comm->stats().calls[int(CommOp::all_gather)], 1u);
+}
+
 TEST_F(Comm, FusedAllGatherAndReduceScatterCountOnce) {
   Buffer a = make({float(rank), float(rank) + 0.5f}), b = make({float(-rank)});
   Buffer ga = dev->allocate(2 * n, DType::fp32), gb = dev->allocate(n, DType::fp32);
