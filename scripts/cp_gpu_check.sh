@@ -13,7 +13,8 @@
 #   GPUS ("1 2 4", capped at the GPUs present)  TOKENS (8K)  HEADS (64:8)  HEAD_DIM (128)
 #   MASKS (full,causal,full_document,causal_document,shared_question,global_sliding_window)
 #   ALGOS (all)  ULYSSES (all)  DISPATCH (zigzag,balanced)  KERNEL (flash_hopper on sm_90, else flash)  BUILD (build-cp-gpu)
-#   TIMEOUT (300)  CHECK_ROWS (32)
+#   TIMEOUT (300)  CHECK_ROWS (32)  GATHER_GROUPS (ring_allgather's forward gather groups, e.g.
+#   1,2,4; default: not passed, i.e. 1)
 set -euo pipefail
 # NVLink multicast stays off on these shared hosts (device KINDS.md): keep it so for every rank.
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -41,6 +42,8 @@ cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head
 kernel=${KERNEL:-$([ "$cc" = "9.0" ] && echo flash_hopper || echo flash)}
 timeout=${TIMEOUT:-300}
 check_rows=${CHECK_ROWS:-32}
+groups=()
+[ -n "${GATHER_GROUPS:-}" ] && groups=(--gather-groups "$GATHER_GROUPS")
 gpus=""
 for n in ${GPUS:-1 2 4}; do [ "$n" -le "$ngpu" ] && gpus="$gpus $n"; done
 
@@ -88,7 +91,7 @@ for step in $steps; do
       say "check on $n GPUs"
       set +e
       launch "$n" "$bin" cp --device gpu --kernel "$kernel" --algorithm all --ulysses all \
-        --dispatch zigzag,balanced --tokens-per-rank 1K --heads 8:2 --head-dim 64 --dtype bf16 \
+        --dispatch zigzag,balanced --tokens-per-rank 1K --heads 8:2 --head-dim 64 --dtype bf16 "${groups[@]}" \
         --mask full,causal,causal_document,shared_question,sliding_window_causal,global_sliding_window,prefix_lm_document \
         --window 300 --global 64 --min-reps 2 --reps 3 --time-budget 0 --timeout "$timeout" \
         --out "$out/check" >>"$log" 2>&1
@@ -104,7 +107,7 @@ for step in $steps; do
       # A `wrong` or `error` case makes the run exit non-zero; the sweep goes on to the next N.
       set +e
       launch "$n" "$bin" cp --device gpu --kernel "$kernel" --algorithm "$algos" \
-        --ulysses "$ulysses" --dispatch "$dispatch" --tokens-per-rank "$tokens" \
+        --ulysses "$ulysses" --dispatch "$dispatch" --tokens-per-rank "$tokens" "${groups[@]}" \
         --heads "$heads" --head-dim "$head_dim" --dtype bf16 --mask "$masks" \
         --histogram prolong512k --check-rows "$check_rows" --min-reps 10 --time-budget 0.3 \
         --timeout "$timeout" --out "$out/sweep-n$n" 2>&1 | tee -a "$log"
