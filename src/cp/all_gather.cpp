@@ -13,7 +13,6 @@
 #include <limits>
 
 #include "longattn/bench/backend.hpp"
-
 #include "parts.hpp"
 
 namespace longattn::cp::detail {
