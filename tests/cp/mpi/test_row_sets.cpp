@@ -1,5 +1,5 @@
-// Every algorithm built on the ring or the all-gather restricts its per-step merges and sums to
-// the rows each step touches. Under mpirun (any rank count), on a hand-made mask whose rows are
+// Every algorithm built on the ring or the all-gather (with and without gather groups) restricts
+// its per-step merges and sums to the rows each step touches. Under mpirun (any rank count), on a hand-made mask whose rows are
 // touched in every way a step can touch them, each rank's outputs must equal the single-device
 // reference: rows touched only by a remote step, rows whose first step leaves them without keys
 // (a causal slice's top rows), rows of a block no query reaches, and rows no step touches at all
@@ -91,59 +91,64 @@ TEST(RowSets, EveryAlgorithmKeepsRowsEveryStepOrNoStepTouches) {
   auto world = make_mpi_communicator(group, 30);
   auto kernel = make_reference_attention(1);
   int cases = 0;
+  std::vector<Topology> topologies;
   for (Algorithm a : {Algorithm::ring_p2p, Algorithm::ring_allgather, Algorithm::usp,
                       Algorithm::loongtrain})
-    for (const Topology& t : all_topologies(a, N)) {
-      if (hkv % t.ulysses != 0 && t.ulysses % hkv != 0) continue;
-      SCOPED_TRACE(fmt::format("{} {}", to_string(a), t.describe()));
-      const Dispatch d = make_dispatch(DispatchKind::contiguous, mask, t.ring, t.ulysses);
-      Mesh mesh(*world, t);
-      CpProblem p{&mask, &d, t, {hq, hkv, D}, 0.f, DType::fp32, true};
-      auto attn = make_cp_attention(p, mesh, *dev, *kernel);
-      const Chunks& mine = d.chunks(me);
-      const std::size_t wq = hq * D, wkv = hkv * D;
-      auto upload = [&](const std::vector<float>& global, std::size_t width) {
-        std::vector<float> x = gather_rows(mine, global, width);
-        Buffer b = dev->allocate(x.size(), DType::fp32);
-        dev->upload(b, x);
-        return b;
-      };
-      auto nan_buffer = [&](std::size_t n) {
-        Buffer b = dev->allocate(n, DType::fp32);
+    for (const Topology& t : all_topologies(a, N)) topologies.push_back(t);
+  // Ring AllGather's forward in gather groups too: one KV head per group.
+  topologies.push_back(make_topology(Algorithm::ring_allgather, N, 0, 0, hkv));
+  for (const Topology& t : topologies) {
+    const Algorithm a = t.algorithm;
+    if (hkv % t.ulysses != 0 && t.ulysses % hkv != 0) continue;
+    SCOPED_TRACE(fmt::format("{} {}", to_string(a), t.describe()));
+    const Dispatch d = make_dispatch(DispatchKind::contiguous, mask, t.ring, t.ulysses);
+    Mesh mesh(*world, t);
+    CpProblem p{&mask, &d, t, {hq, hkv, D}, 0.f, DType::fp32, true};
+    auto attn = make_cp_attention(p, mesh, *dev, *kernel);
+    const Chunks& mine = d.chunks(me);
+    const std::size_t wq = hq * D, wkv = hkv * D;
+    auto upload = [&](const std::vector<float>& global, std::size_t width) {
+      std::vector<float> x = gather_rows(mine, global, width);
+      Buffer b = dev->allocate(x.size(), DType::fp32);
+      dev->upload(b, x);
+      return b;
+    };
+    auto nan_buffer = [&](std::size_t n) {
+      Buffer b = dev->allocate(n, DType::fp32);
+      dev->fill(b, std::numeric_limits<float>::quiet_NaN());
+      return b;
+    };
+    auto read = [&](TensorRef t) {
+      std::vector<float> x(t.count);
+      dev->download(x, t);
+      return x;
+    };
+    const Index T = d.tokens_per_rank();
+    Buffer o = nan_buffer(T * wq), lse = nan_buffer(T * hq), dq = nan_buffer(T * wq),
+           dk = nan_buffer(T * wkv), dv = nan_buffer(T * wkv);
+    for (const Inputs* x : {&stale, &in}) {
+      Buffer q = upload(x->q, wq), k = upload(x->k, wkv), v = upload(x->v, wkv),
+             d_o = upload(x->d_o, wq);
+      for (TensorRef b : {o.ref(), dq.ref(), dk.ref(), dv.ref()})
         dev->fill(b, std::numeric_limits<float>::quiet_NaN());
-        return b;
-      };
-      auto read = [&](TensorRef t) {
-        std::vector<float> x(t.count);
-        dev->download(x, t);
-        return x;
-      };
-      const Index T = d.tokens_per_rank();
-      Buffer o = nan_buffer(T * wq), lse = nan_buffer(T * hq), dq = nan_buffer(T * wq),
-             dk = nan_buffer(T * wkv), dv = nan_buffer(T * wkv);
-      for (const Inputs* x : {&stale, &in}) {
-        Buffer q = upload(x->q, wq), k = upload(x->k, wkv), v = upload(x->v, wkv),
-               d_o = upload(x->d_o, wq);
-        for (TensorRef b : {o.ref(), dq.ref(), dk.ref(), dv.ref()})
-          dev->fill(b, std::numeric_limits<float>::quiet_NaN());
-        attn->forward(q, k, v, o);
-        attn->backward(d_o, dq, dk, dv);
-        attn->export_lse(lse);
-      }
-      expect_near_all(read(o), gather_rows(mine, ref_o, wq), "O");
-      expect_near_all(read(dq), gather_rows(mine, ref_dq, wq), "dQ");
-      expect_near_all(read(dk), gather_rows(mine, ref_dk, wkv), "dK");
-      expect_near_all(read(dv), gather_rows(mine, ref_dv, wkv), "dV");
-      std::vector<float> want_lse;  // [H][T] of this rank's rows
-      for (int h = 0; h < hq; ++h) {
-        auto head = std::span<const float>(ref_lse).subspan(std::size_t(h) * S, S);
-        std::vector<float> mine_h = gather_rows(mine, head, 1);
-        want_lse.insert(want_lse.end(), mine_h.begin(), mine_h.end());
-      }
-      expect_near_all(read(lse), want_lse, "LSE");
-      ++cases;
+      attn->forward(q, k, v, o);
+      attn->backward(d_o, dq, dk, dv);
+      attn->export_lse(lse);
     }
-  EXPECT_GE(cases, 2);
+    expect_near_all(read(o), gather_rows(mine, ref_o, wq), "O");
+    expect_near_all(read(dq), gather_rows(mine, ref_dq, wq), "dQ");
+    expect_near_all(read(dk), gather_rows(mine, ref_dk, wkv), "dK");
+    expect_near_all(read(dv), gather_rows(mine, ref_dv, wkv), "dV");
+    std::vector<float> want_lse;  // [H][T] of this rank's rows
+    for (int h = 0; h < hq; ++h) {
+      auto head = std::span<const float>(ref_lse).subspan(std::size_t(h) * S, S);
+      std::vector<float> mine_h = gather_rows(mine, head, 1);
+      want_lse.insert(want_lse.end(), mine_h.begin(), mine_h.end());
+    }
+    expect_near_all(read(lse), want_lse, "LSE");
+    ++cases;
+  }
+  EXPECT_GE(cases, 3);
   // The mask has what the test is about: rows without keys and keys without rows.
   EXPECT_EQ(ref_lse[7], kNegInf);
   EXPECT_EQ(ref_dk[4 * hkv * D], 0.f);
