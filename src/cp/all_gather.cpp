@@ -2,12 +2,13 @@
 // queries against the whole sequence in one kernel call, and reduce-scatters dK, dV (fp32 sums) in
 // the backward pass, which gathers K and V again rather than keeping them.
 //
-// With G gather groups (Topology::gather_groups) the forward splits the heads: group g holds KV
+// With G gather groups (Topology::gather_groups) both passes split the heads: group g holds KV
 // heads [g h, (g+1) h) and the query heads that read them. Every group's K and V are all-gathered
 // on the communicator's own stream, all started at once; the kernel attends group g as soon as
-// its K and V have arrived, while the next groups still travel. Heads are independent, so nothing
-// is merged: a group's queries go through a packed [T][q][D] buffer, its output comes back the
-// same way, and its LSE rows are the group's rows of [heads][T].
+// its K and V have arrived, while the next groups still travel. The backward also starts each
+// group's dK/dV reduce-scatter as soon as its gradients are done, under the next groups' work.
+// Heads are independent, so nothing is merged: a group's rows of Q, O, dO and dQ go through
+// packed [T][q][D] buffers, and its LSE rows are the group's rows of [heads][T].
 #include <fmt/format.h>
 
 #include <limits>
@@ -38,18 +39,23 @@ class AllGather final : public Node {
     if (!m.slices().empty()) {
       work_ = double(m.area()) * p.heads_q;
       AttentionShape s = p.shape(p.tokens * n);
-      if (groups_ == 1 || kernel.backward)
+      if (groups_ == 1) {
         plan_ = kernel.attention->plan(s, m, p.dtype, kernel.backward);
-      if (groups_ > 1) {
+      } else {
         s.heads_q /= groups_;
         s.heads_kv /= groups_;
-        group_plan_ = kernel.attention->plan(s, m, p.dtype, false);
+        group_plan_ = kernel.attention->plan(s, m, p.dtype, kernel.backward);
       }
     }
     if (groups_ > 1) {
       kv_send_ = dev_.allocate(2 * nkv, p.dtype);
       q_group_ = dev_.allocate(nq / groups_, p.dtype);
       o_group_ = dev_.allocate(nq / groups_, p.dtype);
+      if (kernel.backward) {
+        d_o_group_ = dev_.allocate(nq / groups_, p.dtype);
+        dq_group_ = dev_.allocate(nq / groups_, p.dtype);
+        dkv_own_ = dev_.allocate(2 * nkv, DType::fp32);
+      }
     }
     k_all_ = dev_.allocate(all, p.dtype);
     v_all_ = dev_.allocate(all, p.dtype);
@@ -95,6 +101,7 @@ class AllGather final : public Node {
   }
 
   void backward(TensorRef d_o, TensorRef dq, TensorRef dk, TensorRef dv) override {
+    if (groups_ > 1) return backward_groups(d_o, dq, dk, dv);
     gather(k_saved_, v_saved_);
     TensorRef dq_out = direct_ ? dq : TensorRef(dq_s_);
     if (plan_) {
@@ -126,18 +133,32 @@ class AllGather final : public Node {
   void export_lse(TensorRef lse) override { dev_.convert(lse, lse_); }
 
  private:
-  void forward_groups(TensorRef q, TensorRef k, TensorRef v, TensorRef o) {
-    const std::size_t T = p_.tokens, D = p_.head_dim, n = comm_.size();
-    const std::size_t hk = p_.heads_kv / groups_, hq = p_.heads_q / groups_;
-    const std::size_t kv_block = T * hk * D, q_block = T * hq * D;
-    // Each group's own K and V heads, packed: [group][K, V][T][hk][D].
-    auto own = [&](int g, int kv) { return kv_send_.slice((2 * g + kv) * kv_block, kv_block); };
-    auto gathered = [&](const Buffer& all, int g) {
-      return all.slice(g * n * kv_block, n * kv_block);
-    };
+  std::size_t kv_block() const { return std::size_t(p_.tokens) * group_kv() * p_.head_dim; }
+  int group_kv() const { return p_.heads_kv / groups_; }
+  int group_q() const { return p_.heads_q / groups_; }
+  // Group g's part of a buffer of the gathered K/V shape, [group][n T][hk][D].
+  TensorRef gathered(const Buffer& all, int g) const {
+    const std::size_t n = comm_.size();
+    return all.slice(g * n * kv_block(), n * kv_block());
+  }
+  // Heads [first, first + n) of every row of x ([T][heads][D]) into packed [T][n][D], and back.
+  void pack(TensorRef x, int heads, int first, int n, TensorRef dst) {
+    const std::size_t D = p_.head_dim;
+    dev_.copy_rows({dst, 0, n * D}, {x, first * D, heads * D}, n * D, p_.tokens, false);
+  }
+  void unpack(TensorRef src, TensorRef x, int heads, int first, int n) {
+    const std::size_t D = p_.head_dim;
+    dev_.copy_rows({x, first * D, heads * D}, {src, 0, n * D}, n * D, p_.tokens, false);
+  }
+
+  // Each group's own K and V heads packed ([group][K, V][T][hk][D]) and all-gathered on the
+  // communicator's stream, every group at once: one pending transfer per group.
+  std::vector<std::unique_ptr<Pending>> start_gathers(TensorRef k, TensorRef v) {
+    const int hk = group_kv();
+    auto own = [&](int g, int kv) { return kv_send_.slice((2 * g + kv) * kv_block(), kv_block()); };
     for (int g = 0; g < groups_; ++g) {
-      dev_.copy_rows({own(g, 0), 0, hk * D}, {k, g * hk * D, p_.heads_kv * D}, hk * D, T, false);
-      dev_.copy_rows({own(g, 1), 0, hk * D}, {v, g * hk * D, p_.heads_kv * D}, hk * D, T, false);
+      pack(k, p_.heads_kv, g * hk, hk, own(g, 0));
+      pack(v, p_.heads_kv, g * hk, hk, own(g, 1));
     }
     dev_.trace().mark("elementwise");
     std::vector<std::unique_ptr<Pending>> arrived;
@@ -145,20 +166,30 @@ class AllGather final : public Node {
       const Transfer ts[] = {{own(g, 0), gathered(k_all_, g)}, {own(g, 1), gathered(v_all_, g)}};
       arrived.push_back(comm_.start_all_gather(ts));
     }
+    return arrived;
+  }
+
+  void wait(Pending& p, std::string_view label) {
+    p.wait();
+    dev_.trace().mark(label);
+  }
+
+  void forward_groups(TensorRef q, TensorRef k, TensorRef v, TensorRef o) {
+    const std::size_t T = p_.tokens;
+    const int hq = group_q();
+    auto arrived = start_gathers(k, v);
     for (int g = 0; g < groups_; ++g) {
-      const std::size_t first = g * hq * D;
       if (!group_plan_) {
         arrived[g]->wait();
         continue;
       }
-      dev_.copy_rows({q_group_, 0, hq * D}, {q, first, p_.heads_q * D}, hq * D, T, false);
+      pack(q, p_.heads_q, g * hq, hq, q_group_);
       dev_.trace().mark("elementwise");
-      arrived[g]->wait();
-      dev_.trace().mark("wait for K,V");
+      wait(*arrived[g], "wait for K,V");
       group_plan_->forward(q_group_, gathered(k_all_, g), gathered(v_all_, g), o_group_,
                            lse_.slice(g * hq * T, hq * T));
       dev_.trace().mark("attention");
-      dev_.copy_rows({o, first, p_.heads_q * D}, {o_group_, 0, hq * D}, hq * D, T, false);
+      unpack(o_group_, o, p_.heads_q, g * hq, hq);
       dev_.trace().mark("elementwise");
     }
     if (!group_plan_) {
@@ -166,6 +197,62 @@ class AllGather final : public Node {
       dev_.fill(o, 0.f);
       dev_.trace().mark("elementwise");
     }
+  }
+
+  // Group by group, as the forward: gather a group's K/V (all started at once), run its backward
+  // on packed rows, widen its dK/dV partial sums and start their reduce-scatter, which travels
+  // while the next groups compute; the sums land in dK, dV once all have arrived.
+  void backward_groups(TensorRef d_o, TensorRef dq, TensorRef dk, TensorRef dv) {
+    const std::size_t T = p_.tokens, D = p_.head_dim;
+    const int hq = group_q(), hk = group_kv();
+    auto arrived = start_gathers(k_saved_, v_saved_);
+    const bool widen = !dk32_.empty();
+    std::vector<std::unique_ptr<Pending>> summed;
+    for (int g = 0; g < groups_; ++g) {
+      const TensorRef dk_step = gathered(dk_all_, g), dv_step = gathered(dv_all_, g);
+      const TensorRef dk_sum = widen ? gathered(dk32_, g) : dk_step;
+      const TensorRef dv_sum = widen ? gathered(dv32_, g) : dv_step;
+      if (group_plan_) {
+        pack(q_, p_.heads_q, g * hq, hq, q_group_);
+        pack(o_, p_.heads_q, g * hq, hq, o_group_);
+        pack(d_o, p_.heads_q, g * hq, hq, d_o_group_);
+        dev_.trace().mark("elementwise");
+        wait(*arrived[g], "wait for K,V");
+        group_plan_->backward(q_group_, gathered(k_all_, g), gathered(v_all_, g), o_group_,
+                              lse_.slice(g * hq * T, hq * T), d_o_group_, dq_group_, dk_step,
+                              dv_step);
+        dev_.trace().mark("attention");
+        unpack(dq_group_, dq, p_.heads_q, g * hq, hq);
+        if (widen) {
+          dev_.convert(dk_sum, dk_step, k_rows_);
+          dev_.fill(dk_sum, 0.f, k_rest_);
+          dev_.convert(dv_sum, dv_step, k_rows_);
+          dev_.fill(dv_sum, 0.f, k_rest_);
+        }
+      } else {
+        arrived[g]->wait();
+        dev_.fill(dk_sum, 0.f);
+        dev_.fill(dv_sum, 0.f);
+      }
+      dev_.trace().mark("elementwise");
+      const Transfer ts[] = {{dk_sum, dkv_own_.slice(2 * g * T * hk * D, T * hk * D)},
+                             {dv_sum, dkv_own_.slice((2 * g + 1) * T * hk * D, T * hk * D)}};
+      summed.push_back(comm_.start_reduce_scatter(ts));
+    }
+    if (!group_plan_) dev_.fill(dq, 0.f);
+    for (int g = 0; g < groups_; ++g) {
+      wait(*summed[g], "wait for dK,dV");
+      // fp32 [T][hk][D] of the group into its heads of the fp32 [T][Hkv][D] sums.
+      dev_.copy_rows({dk_, g * hk * D, p_.heads_kv * D},
+                     {dkv_own_.slice(2 * g * T * hk * D, T * hk * D), 0, hk * D}, hk * D, T,
+                     false);
+      dev_.copy_rows({dv_, g * hk * D, p_.heads_kv * D},
+                     {dkv_own_.slice((2 * g + 1) * T * hk * D, T * hk * D), 0, hk * D}, hk * D,
+                     T, false);
+    }
+    dev_.convert(dk, dk_);
+    dev_.convert(dv, dv_);
+    dev_.trace().mark("elementwise");
   }
 
   void gather(TensorRef k, TensorRef v) {
@@ -179,14 +266,15 @@ class AllGather final : public Node {
   Part p_;
   Communicator& comm_;
   int groups_ = 1;
-  std::unique_ptr<LocalPlan> plan_;        // the whole heads: the forward (one group), the backward
-  std::unique_ptr<LocalPlan> group_plan_;  // one gather group's heads (groups_ > 1), forward
+  std::unique_ptr<LocalPlan> plan_;        // all heads (one group)
+  std::unique_ptr<LocalPlan> group_plan_;  // one gather group's heads (groups_ > 1)
   double work_ = 0;
   bool direct_ = true;
   TensorRef q_, o_, k_saved_, v_saved_;
   RowSet k_rows_, k_rest_;  // key rows the mask reaches, and the others (bf16/fp16 steps)
   Buffer k_all_, v_all_, lse_, o_step_, dq_s_, dk_all_, dv_all_, dk32_, dv32_, dk_, dv_;
-  Buffer kv_send_, q_group_, o_group_;  // gather groups: own K, V packed per group; one group's Q, O
+  // Gather groups: own K, V packed per group; one group's Q, O, dO, dQ; dK, dV sums per group.
+  Buffer kv_send_, q_group_, o_group_, d_o_group_, dq_group_, dkv_own_;
 };
 
 }  // namespace

@@ -40,11 +40,11 @@ CommVolume comm_model(const CommShape& c) {
       throw InputError(fmt::format("{} gather groups do not split heads_kv = {}", t.gather_groups,
                                    hkv));
     // The collectives are called on one rank too (moving nothing), as the communicator counts.
-    // The forward's groups are one call each; the backward gathers all heads at once.
-    const std::uint64_t kv = 2 * s * hkv * D;
-    add(v.forward, CommOp::all_gather, (N - 1) * kv * b, t.gather_groups);
-    add(v.backward, CommOp::all_gather, (N - 1) * kv * b, 1);
-    add(v.backward, CommOp::reduce_scatter, (N - 1) * kv * kPartialBytes, 1);
+    // Gather groups: one all-gather (and, backward, one reduce-scatter) per group.
+    const std::uint64_t kv = 2 * s * hkv * D, G = t.gather_groups;
+    add(v.forward, CommOp::all_gather, (N - 1) * kv * b, G);
+    add(v.backward, CommOp::all_gather, (N - 1) * kv * b, G);
+    add(v.backward, CommOp::reduce_scatter, (N - 1) * kv * kPartialBytes, G);
     return v;
   }
   if (U > 1) {

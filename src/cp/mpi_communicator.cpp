@@ -94,7 +94,9 @@ class MpiCommunicator final : public Communicator {
     return std::make_unique<MpiPending>(std::move(rs), timeout_s_, world_rank_, "all_gather");
   }
 
-  void reduce_scatter(std::span<const Transfer> ts) override {
+  void reduce_scatter(std::span<const Transfer> ts) override { start_reduce_scatter(ts)->wait(); }
+
+  std::unique_ptr<Pending> start_reduce_scatter(std::span<const Transfer> ts) override {
     std::vector<MPI_Request> rs(ts.size());
     std::uint64_t sent = 0;
     for (std::size_t i = 0; i < ts.size(); ++i) {
@@ -109,7 +111,7 @@ class MpiCommunicator final : public Communicator {
       sent += t.recv.bytes() * (size_ - 1);
     }
     count(CommOp::reduce_scatter, sent);  // one fused call
-    wait_all(rs, timeout_s_, world_rank_, "reduce_scatter");
+    return std::make_unique<MpiPending>(std::move(rs), timeout_s_, world_rank_, "reduce_scatter");
   }
 
   void barrier() override {

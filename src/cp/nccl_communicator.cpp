@@ -229,6 +229,27 @@ class NcclCommunicator final : public Communicator {
     return std::make_unique<NcclPending>(done_[slot], compute_);
   }
 
+  std::unique_ptr<Pending> start_reduce_scatter(std::span<const Transfer> ts) override {
+    for (const Transfer& t : ts)
+      if (t.send.dtype != DType::fp32 || t.recv.dtype != DType::fp32 ||
+          t.send.count != t.recv.count * size_)
+        throw CommError("reduce_scatter: fp32 buffers of size() x the received count expected");
+    const int slot = side_stream_waits_for_compute();
+    std::uint64_t sent = 0;
+    check_nccl(ncclGroupStart(), "group");
+    for (const Transfer& t : ts) {
+      check_nccl(ncclReduceScatter(t.send.data, t.recv.data, t.recv.count, ncclFloat, ncclSum,
+                                   comm_, p2p_),
+                 "reduce_scatter");
+      sent += t.recv.bytes() * (size_ - 1);
+    }
+    check_nccl(ncclGroupEnd(), "reduce_scatter");
+    wait_ready(comm_, timeout_s_, world_rank_, "reduce_scatter");
+    check_cuda(cudaEventRecord(done_[slot], p2p_), "cudaEventRecord");
+    count(CommOp::reduce_scatter, sent);
+    return std::make_unique<NcclPending>(done_[slot], compute_);
+  }
+
   std::unique_ptr<Pending> start(std::span<const P2P> ops) override {
     const int slot = side_stream_waits_for_compute();
     std::uint64_t sent = 0;

@@ -87,13 +87,15 @@ TEST(CpModel, AllGatherGathersKvAndReduceScattersDkv) {
   EXPECT_EQ(v.forward.calls[int(CommOp::all_gather)], 1u);
 }
 
-TEST(CpModel, GatherGroupsSplitTheForwardsAllGatherIntoCallsOfTheSameBytes) {
+TEST(CpModel, GatherGroupsSplitTheCollectivesIntoCallsOfTheSameBytes) {
   CommShape c = shape(Algorithm::ring_allgather, 4, 0, 0, 1024, 8, 4, 16, 2);
   c.topology = make_topology(Algorithm::ring_allgather, 4, 0, 0, 4);
   const CommVolume v = comm_model(c);
   EXPECT_EQ(v.forward.bytes_of(CommOp::all_gather), 3u * 2 * 256 * 4 * 16 * 2);
   EXPECT_EQ(v.forward.calls[int(CommOp::all_gather)], 4u);
-  EXPECT_EQ(v.backward.calls[int(CommOp::all_gather)], 1u);  // the backward gathers all heads
+  EXPECT_EQ(v.backward.calls[int(CommOp::all_gather)], 4u);
+  EXPECT_EQ(v.backward.calls[int(CommOp::reduce_scatter)], 4u);
+  EXPECT_EQ(v.backward.bytes_of(CommOp::reduce_scatter), 3u * 2 * 256 * 4 * 16 * 4);
   c.topology = make_topology(Algorithm::ring_allgather, 4, 0, 0, 3);  // 3 does not divide 4
   EXPECT_THROW(comm_model(c), InputError);
 }

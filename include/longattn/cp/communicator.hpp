@@ -103,6 +103,8 @@ class Communicator {
   // the send buffers must hold their data when it is called, the receive buffers only after
   // wait(). Counted as one all_gather call.
   virtual std::unique_ptr<Pending> start_all_gather(std::span<const Transfer> ts) = 0;
+  // reduce_scatter, started the same way; one reduce_scatter call.
+  virtual std::unique_ptr<Pending> start_reduce_scatter(std::span<const Transfer> ts) = 0;
 
   const CommStats& stats() const { return stats_; }
   void reset_stats() { stats_ = {}; }
