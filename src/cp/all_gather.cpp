@@ -8,7 +8,8 @@
 // its K and V have arrived, while the next groups still travel. The backward also starts each
 // group's dK/dV reduce-scatter as soon as its gradients are done, under the next groups' work.
 // Heads are independent, so nothing is merged: a group's rows of Q, O, dO and dQ go through
-// packed [T][q][D] buffers, and its LSE rows are the group's rows of [heads][T].
+// packed [T][q][D] buffers (the forward passes Q and O in place to a kernel that takes strided
+// rows, LocalAttention::slices_heads), and its LSE rows are the group's rows of [heads][T].
 #include <fmt/format.h>
 
 #include <limits>
@@ -49,6 +50,8 @@ class AllGather final : public Node {
     }
     if (groups_ > 1) {
       kv_send_ = dev_.allocate(2 * nkv, p.dtype);
+      // The backward still packs: the kernels take a row stride in the forward only.
+      in_place_ = kernel.attention->slices_heads();
       q_group_ = dev_.allocate(nq / groups_, p.dtype);
       o_group_ = dev_.allocate(nq / groups_, p.dtype);
       if (kernel.backward) {
@@ -178,16 +181,26 @@ class AllGather final : public Node {
     const std::size_t T = p_.tokens;
     const int hq = group_q();
     auto arrived = start_gathers(k, v);
+    const std::size_t D = p_.head_dim, row = p_.heads_q * D, span = (T - 1) * row + hq * D;
     for (int g = 0; g < groups_; ++g) {
       if (!group_plan_) {
         arrived[g]->wait();
         continue;
       }
+      const TensorRef k_g = gathered(k_all_, g), v_g = gathered(v_all_, g);
+      const TensorRef lse_g = lse_.slice(g * hq * T, hq * T);
+      if (in_place_) {
+        wait(*arrived[g], "wait for K,V");
+        const std::size_t first = g * hq * D;
+        group_plan_->forward_slice(q.slice(first, span), k_g, v_g, o.slice(first, span), lse_g,
+                                   row);
+        dev_.trace().mark("attention");
+        continue;
+      }
       pack(q, p_.heads_q, g * hq, hq, q_group_);
       dev_.trace().mark("elementwise");
       wait(*arrived[g], "wait for K,V");
-      group_plan_->forward(q_group_, gathered(k_all_, g), gathered(v_all_, g), o_group_,
-                           lse_.slice(g * hq * T, hq * T));
+      group_plan_->forward(q_group_, k_g, v_g, o_group_, lse_g);
       dev_.trace().mark("attention");
       unpack(o_group_, o, p_.heads_q, g * hq, hq);
       dev_.trace().mark("elementwise");
@@ -266,6 +279,7 @@ class AllGather final : public Node {
   Part p_;
   Communicator& comm_;
   int groups_ = 1;
+  bool in_place_ = false;  // the forward reads a group's Q and writes its O in place (strided rows)
   std::unique_ptr<LocalPlan> plan_;        // all heads (one group)
   std::unique_ptr<LocalPlan> group_plan_;  // one gather group's heads (groups_ > 1)
   double work_ = 0;

@@ -34,6 +34,15 @@ class BackendPlan final : public LocalPlan {
     plan_->export_lse(t, stream_);  // the merge reads the standard [H][S] layout
   }
 
+  void forward_slice(TensorRef q, TensorRef k, TensorRef v, TensorRef o, TensorRef lse,
+                     std::size_t q_row_stride) override {
+    bench::Tensors t;
+    t.q = q.data, t.k = k.data, t.v = v.data, t.o = o.data, t.lse = lse.f32();
+    t.q_row_stride = std::int64_t(q_row_stride);
+    plan_->forward(t, stream_);
+    plan_->export_lse(t, stream_);
+  }
+
   void backward(TensorRef q, TensorRef k, TensorRef v, TensorRef o, TensorRef lse, TensorRef d_o,
                 TensorRef dq, TensorRef dk, TensorRef dv) override {
     bench::Tensors t;
@@ -57,6 +66,7 @@ class BackendAttention final : public LocalAttention {
   }
   std::string name() const override { return std::string(backend_->name()); }
   DType step_dtype(DType activations) const override { return activations; }
+  bool slices_heads() const override { return backend_->capabilities().q_row_stride; }
 
   std::unique_ptr<LocalPlan> plan(const AttentionShape& shape, const SliceMask& mask, DType dtype,
                                   bool backward) override {

@@ -1,6 +1,9 @@
 // The CPU reference as the local kernel of the context-parallel algorithms.
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "longattn/cp/local_attention.hpp"
 #include "longattn/error.hpp"
 #include "longattn/views/row_intervals.hpp"
@@ -31,6 +34,23 @@ class ReferencePlan final : public LocalPlan {
                       out(lse, std::size_t(shape_.seqlen_q) * shape_.heads_q), {}, opt_);
   }
 
+  // The rows of the slice are copied out and back: the reference itself reads packed rows.
+  void forward_slice(TensorRef q, TensorRef k, TensorRef v, TensorRef o, TensorRef lse,
+                     std::size_t q_row_stride) override {
+    const std::size_t rows = std::size_t(shape_.seqlen_q);
+    const std::size_t width = std::size_t(shape_.heads_q) * shape_.head_dim;
+    const std::size_t span = (rows - 1) * q_row_stride + width;
+    if (q_row_stride < width || q.count < span || o.count < span)
+      throw std::logic_error("forward_slice: the slice's rows do not fit its tensors");
+    std::vector<float> q_packed(rows * width), o_packed(rows * width);
+    for (std::size_t r = 0; r < rows; ++r)
+      std::copy_n(q.f32() + r * q_row_stride, width, q_packed.data() + r * width);
+    forward({q_packed.data(), q_packed.size(), DType::fp32}, k, v,
+            {o_packed.data(), o_packed.size(), DType::fp32}, lse);
+    for (std::size_t r = 0; r < rows; ++r)
+      std::copy_n(o_packed.data() + r * width, width, o.f32() + r * q_row_stride);
+  }
+
   void backward(TensorRef q, TensorRef k, TensorRef v, TensorRef o, TensorRef lse, TensorRef d_o,
                 TensorRef dq, TensorRef dk, TensorRef dv) override {
     const std::size_t nq = shape_.q_elements(), nk = shape_.kv_elements();
@@ -48,9 +68,11 @@ class ReferencePlan final : public LocalPlan {
 
 class ReferenceAttention final : public LocalAttention {
  public:
-  explicit ReferenceAttention(int threads) : threads_(threads) {}
+  ReferenceAttention(int threads, bool slices_heads)
+      : threads_(threads), slices_heads_(slices_heads) {}
   std::string name() const override { return "reference"; }
   DType step_dtype(DType) const override { return DType::fp32; }
+  bool slices_heads() const override { return slices_heads_; }
   std::unique_ptr<LocalPlan> plan(const AttentionShape& shape, const SliceMask& mask, DType dtype,
                                   bool) override {
     if (dtype != DType::fp32)
@@ -61,12 +83,13 @@ class ReferenceAttention final : public LocalAttention {
 
  private:
   int threads_;
+  bool slices_heads_;
 };
 
 }  // namespace
 
-std::unique_ptr<LocalAttention> make_reference_attention(int threads) {
-  return std::make_unique<ReferenceAttention>(threads);
+std::unique_ptr<LocalAttention> make_reference_attention(int threads, bool slices_heads) {
+  return std::make_unique<ReferenceAttention>(threads, slices_heads);
 }
 
 }  // namespace longattn::cp

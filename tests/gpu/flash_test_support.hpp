@@ -16,6 +16,7 @@
 #include <variant>
 #include <vector>
 
+#include "longattn/error.hpp"
 #include "longattn/kernels/flash.hpp"
 #include "longattn/patterns.hpp"
 
@@ -139,6 +140,79 @@ inline SliceMask test_mask(Pattern p, Index s, std::uint64_t seed) {
   if (info(p).uses_documents && p != Pattern::block_causal_document)
     spec.params.doc_lens = test_documents(s, seed + 17);
   return std::get<SliceMask>(make_mask(spec).mask);
+}
+
+// A forward over a head slice of wider Q and O (FwdParams::q_row_stride: query heads 4..7 of 8,
+// their KV head packed) writes exactly what the same forward over packed copies of those heads
+// writes, bit for bit, and nothing outside the slice. make_plan(mask, shape) -> flash::Plan;
+// run(FwdParams) launches the kernel under test.
+template <class MakePlan, class Run>
+void expect_head_slice_equals_packed(MakePlan make_plan, Run run, int head_dim) {
+  const Index S = 700;
+  const int H = 8, first = 4, hq = 4, D = head_dim;
+  const flash::DType t = flash::DType::bf16;
+  const std::vector<float> q_all = random_normal(std::size_t(S) * H * D, 41);
+  const std::vector<float> k = random_normal(std::size_t(S) * D, 42);
+  const std::vector<float> v = random_normal(std::size_t(S) * D, 43);
+  std::vector<float> q_slice(std::size_t(S) * hq * D);
+  for (Index i = 0; i < S; ++i)
+    for (int h = 0; h < hq; ++h)
+      for (int c = 0; c < D; ++c)
+        q_slice[(i * hq + h) * D + c] = q_all[(i * H + first + h) * D + c];
+  const SliceMask mask = test_mask(Pattern::causal_document, S, 44);
+  const flash::Shape shape{int(S), int(S), hq, 1, D, 1.f / std::sqrt(float(D))};
+  const flash::Plan plan = make_plan(mask, shape);
+  const std::size_t n_all = std::size_t(S) * H * D, n_slice = std::size_t(S) * hq * D;
+  const std::size_t n_lse = std::size_t(S) * hq;
+  DevBuf dq_all(n_all * 2), dq_slice(n_slice * 2), dk(k.size() * 2), dv(v.size() * 2);
+  DevBuf o_all(n_all * 2), o_slice(n_slice * 2), lse_packed(n_lse * 4), lse_strided(n_lse * 4);
+  auto up = [&](DevBuf& b, const std::vector<float>& x) {
+    const auto h = to_16(x, t);
+    cuda_ok(cudaMemcpy(b.p, h.data(), h.size() * 2, cudaMemcpyHostToDevice), "upload");
+  };
+  up(dq_all, q_all);
+  up(dq_slice, q_slice);
+  up(dk, k);
+  up(dv, v);
+  cuda_ok(cudaMemset(o_all.p, 0x7f, n_all * 2), "poison");
+  flash::FwdParams p;
+  p.shape = shape;
+  p.dtype = t;
+  p.k = dk.p;
+  p.v = dv.p;
+  p.mask = plan.fwd.view();
+  p.q = dq_slice.p;
+  p.o = o_slice.p;
+  p.lse = lse_packed.as<float>();
+  run(p);
+  p.q = dq_all.as<std::uint16_t>() + first * D;
+  p.o = o_all.as<std::uint16_t>() + first * D;
+  p.lse = lse_strided.as<float>();
+  p.q_row_stride = std::int64_t(H) * D;
+  run(p);
+  cuda_ok(cudaDeviceSynchronize(), "forwards");
+  std::vector<std::uint16_t> packed(n_slice), strided(n_all);
+  std::vector<float> lse1(n_lse), lse2(n_lse);
+  cuda_ok(cudaMemcpy(packed.data(), o_slice.p, n_slice * 2, cudaMemcpyDeviceToHost), "O");
+  cuda_ok(cudaMemcpy(strided.data(), o_all.p, n_all * 2, cudaMemcpyDeviceToHost), "O");
+  cuda_ok(cudaMemcpy(lse1.data(), lse_packed.p, n_lse * 4, cudaMemcpyDeviceToHost), "LSE");
+  cuda_ok(cudaMemcpy(lse2.data(), lse_strided.p, n_lse * 4, cudaMemcpyDeviceToHost), "LSE");
+  int wrong = 0, touched = 0;
+  for (Index i = 0; i < S; ++i)
+    for (int h = 0; h < H; ++h)
+      for (int c = 0; c < D; ++c) {
+        const std::uint16_t got = strided[(i * H + h) * D + c];
+        if (h < first) touched += got != 0x7f7f;
+        else wrong += got != packed[(i * hq + h - first) * D + c];
+      }
+  EXPECT_EQ(wrong, 0) << "O of the slice differs from the packed forward's";
+  EXPECT_EQ(touched, 0) << "the forward wrote outside its head slice";
+  EXPECT_EQ(lse1, lse2);
+  // A stride shorter than a row, or not on 16 bytes, is refused.
+  p.q_row_stride = std::int64_t(hq) * D - 8;
+  EXPECT_THROW(run(p), InputError);
+  p.q_row_stride = std::int64_t(H) * D + 4;
+  EXPECT_THROW(run(p), InputError);
 }
 
 }  // namespace longattn::gpu_test

@@ -306,6 +306,16 @@ TEST(FlashEdges, HeadsPerCtaGiveTheSameResult) {
   }
 }
 
+TEST(FlashEdges, HeadSliceWithRowStrideEqualsPackedHeads) {
+  if (!gpu_present()) GTEST_SKIP() << "no CUDA device";
+  for (int d : {128, 64})
+    expect_head_slice_equals_packed(
+        [](const SliceMask& m, const flash::Shape& s) {
+          return flash::make_plan(m, s, false, false);
+        },
+        [](const flash::FwdParams& p) { flash::run_forward(p, nullptr); }, d);
+}
+
 TEST(FlashEdges, BadInputIsRejected) {
   const SliceMask mask(64, {{{0, 64}, {0, 64}, SliceType::causal}});
   EXPECT_THROW(flash::make_plan(mask, {64, 64, 2, 2, 96, 0.1f}, true, false), InputError);
@@ -323,6 +333,11 @@ TEST(FlashEdges, BadInputIsRejected) {
   p.o = &dummy;
   p.lse = reinterpret_cast<float*>(&dummy);
   p.heads_per_cta = 3;  // does not divide heads_q
+  EXPECT_THROW(flash::run_forward(p, nullptr), InputError);
+  // A mask prepared for flash_hopper's tiles (128 x 128): a message, not wrong rows.
+  const flash::DeviceMask hopper(flash::prepare_mask(mask, {128, 128}, false));
+  p.heads_per_cta = 0;
+  p.mask = hopper.view();
   EXPECT_THROW(flash::run_forward(p, nullptr), InputError);
 }
 

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -57,7 +58,8 @@ struct Outputs {
   std::vector<float> o, lse;
 };
 
-Outputs run_hopper(const Inputs& in, const SliceMask& mask) {
+// tile: the forward's tiles when not make_plan's (64 x 64: the split-tile kernel on a static mask).
+Outputs run_hopper(const Inputs& in, const SliceMask& mask, std::optional<TileShape> tile = {}) {
   Outputs out;
   const AttentionShape& s = in.shape;
   const std::size_t nq = s.q_elements(), nkv = s.kv_elements();
@@ -65,7 +67,9 @@ Outputs run_hopper(const Inputs& in, const SliceMask& mask) {
   const flash::Shape fs{int(s.seqlen_q), int(s.seqlen_k), s.heads_q, s.heads_kv, s.head_dim,
                         s.softmax_scale()};
   const flash::Plan plan = flash_hopper::make_plan(mask, fs, false);
-  const flash::DeviceMask& dm = plan.fwd;
+  const flash::DeviceMask split = tile ? flash::DeviceMask(flash::prepare_mask(mask, *tile, false))
+                                       : flash::DeviceMask();
+  const flash::DeviceMask& dm = tile ? split : plan.fwd;
   DevBuf q(nq * 2), k(nkv * 2), v(nkv * 2), o(nq * 2), lse(nl * 4);
   auto up = [&](DevBuf& b, const std::vector<float>& x) {
     const auto h = to_16(x, in.dtype);
@@ -94,13 +98,13 @@ Outputs run_hopper(const Inputs& in, const SliceMask& mask) {
 }
 
 void check_against_reference(const Inputs& in, const SliceMask& mask, const std::string& what,
-                             Outputs* got_out = nullptr) {
+                             Outputs* got_out = nullptr, std::optional<TileShape> tile = {}) {
   const AttentionShape& s = in.shape;
   const RowIntervals rows = row_intervals(mask);
   const MaskRows mr{std::span<const RowIntervals>(&rows, 1)};
   std::vector<float> o(s.q_elements()), lse(std::size_t(s.heads_q) * s.seqlen_q);
   reference_forward(s, mr, in.q, in.k, in.v, o, lse);
-  Outputs got = run_hopper(in, mask);
+  Outputs got = run_hopper(in, mask, tile);
   if (::testing::Test::HasFatalFailure()) return;
   // bf16 keeps 8 significant bits, fp16 11: O carries the rounding of P and of the result.
   const bool bf16 = in.dtype == flash::DType::bf16;
@@ -168,6 +172,36 @@ TEST_P(FlashHopperPatterns, ForwardMatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(All, FlashHopperPatterns, ::testing::ValuesIn(all_cases()), case_name);
 
+// The split-tile forward (each consumer warpgroup its own 64-row tiles over 64-key chunks, as
+// block-sparse plans of small blocks pick) on every static mask: its masking, empty rows and
+// tails, on masks whose shapes the sparse tests do not reach.
+std::vector<Case> split_cases() {
+  std::vector<Case> cases;
+  for (const PatternInfo& pi : all_patterns()) {
+    if (pi.family == PatternFamily::dynamic) continue;
+    for (Index s : {Index(77), Index(1000), Index(2049)}) {
+      cases.push_back({pi.pattern, s, flash::DType::bf16, 6, 2});
+      cases.push_back({pi.pattern, s, flash::DType::fp16, 2, 2, 64});
+    }
+  }
+  return cases;
+}
+
+class FlashHopperSplitTiles : public ::testing::TestWithParam<Case> {};
+
+TEST_P(FlashHopperSplitTiles, ForwardMatchesReference) {
+  if (!hopper_present()) GTEST_SKIP() << "no sm_90 device";
+  const Case& c = GetParam();
+  const std::uint64_t seed = 2500 + std::uint64_t(c.seqlen) * 31 + std::uint64_t(c.pattern);
+  const SliceMask mask = test_mask(c.pattern, c.seqlen, seed);
+  const Inputs in = make_inputs(c.seqlen, c.seqlen, c.heads_q, c.heads_kv, c.dtype, seed, c.head_dim);
+  check_against_reference(in, mask, case_name({c, 0}) + " split", nullptr,
+                          flash_hopper::split_forward_tile());
+}
+
+INSTANTIATE_TEST_SUITE_P(All, FlashHopperSplitTiles, ::testing::ValuesIn(split_cases()),
+                         case_name);
+
 TEST(FlashHopperEdges, EmptyRowsAndTiles) {
   if (!hopper_present()) GTEST_SKIP() << "no sm_90 device";
   // Rows [128, 300) have no keys (a whole 128-row tile among them).
@@ -176,18 +210,21 @@ TEST(FlashHopperEdges, EmptyRowsAndTiles) {
                            {{100, 128}, {30, 190}, SliceType::causal},
                            {{300, 600}, {450, 600}, SliceType::causal},
                            {{300, 600}, {0, 20}, SliceType::full}});
+  const TileShape split = flash_hopper::split_forward_tile();
   for (int d : {128, 64})
-    for (flash::DType t : {flash::DType::bf16, flash::DType::fp16}) {
-      const Inputs in = make_inputs(s, s, 4, 2, t, 5, d);
-      Outputs got;
-      check_against_reference(in, mask, "edges D" + std::to_string(d), &got);
-      if (got.o.empty()) continue;
-      for (int h = 0; h < 4; ++h)
-        for (Index i = 128; i < 300; ++i) {
-          EXPECT_TRUE(std::isinf(got.lse[h * s + i]) && got.lse[h * s + i] < 0) << "row " << i;
-          for (int c = 0; c < d; ++c) EXPECT_EQ(got.o[(i * 4 + h) * d + c], 0.f);
-        }
-    }
+    for (flash::DType t : {flash::DType::bf16, flash::DType::fp16})
+      for (const auto tile : {std::optional<TileShape>{}, std::optional<TileShape>(split)}) {
+        const Inputs in = make_inputs(s, s, 4, 2, t, 5, d);
+        Outputs got;
+        check_against_reference(in, mask, "edges D" + std::to_string(d) + (tile ? " split" : ""),
+                                &got, tile);
+        if (got.o.empty()) continue;
+        for (int h = 0; h < 4; ++h)
+          for (Index i = 128; i < 300; ++i) {
+            EXPECT_TRUE(std::isinf(got.lse[h * s + i]) && got.lse[h * s + i] < 0) << "row " << i;
+            for (int c = 0; c < d; ++c) EXPECT_EQ(got.o[(i * 4 + h) * d + c], 0.f);
+          }
+      }
 }
 
 TEST(FlashHopperEdges, RectangularAndRestricted) {
@@ -210,6 +247,14 @@ TEST(FlashHopperEdges, ManyHeadsLongRows) {
   check_against_reference(in64, mask, "full 16:2 D64");
 }
 
+TEST(FlashHopperEdges, HeadSliceWithRowStrideEqualsPackedHeads) {
+  if (!hopper_present()) GTEST_SKIP() << "no sm_90 device";
+  for (int d : {128, 64})
+    expect_head_slice_equals_packed(
+        [](const SliceMask& m, const flash::Shape& s) { return flash_hopper::make_plan(m, s, false); },
+        [](const flash::FwdParams& p) { flash_hopper::run_forward(p, nullptr); }, d);
+}
+
 TEST(FlashHopperEdges, BadInputIsRejected) {
   const SliceMask mask(64, {{{0, 64}, {0, 64}, SliceType::causal}});
   EXPECT_THROW(flash_hopper::make_plan(mask, {64, 64, 4, 2, 96, 0.1f}, false), InputError);
@@ -217,6 +262,15 @@ TEST(FlashHopperEdges, BadInputIsRejected) {
   p.shape = {64, 64, 3, 2, 128, 0.1f};  // heads_q not a multiple of heads_kv
   EXPECT_THROW(flash_hopper::run_forward(p, nullptr), InputError);
   p.shape = {64, 64, 4, 2, 96, 0.1f};  // head_dim 96: not built
+  EXPECT_THROW(flash_hopper::run_forward(p, nullptr), InputError);
+  if (!hopper_present()) return;
+  // A mask prepared for the portable kernel's tiles (128 x 64): a message, not wrong rows.
+  const flash::DeviceMask portable(flash::prepare_mask(mask, flash::forward_tile(128), false));
+  p.shape = {64, 64, 4, 2, 128, 0.1f};
+  p.mask = portable.view();
+  int dummy = 0;
+  p.q = p.k = p.v = p.o = &dummy;
+  p.lse = reinterpret_cast<float*>(&dummy);
   EXPECT_THROW(flash_hopper::run_forward(p, nullptr), InputError);
 }
 

@@ -122,7 +122,6 @@ void check_case(const Case& c, bool deterministic, std::uint64_t seed,
     flash::Plan plan = flash::make_plan(mask, fs, true, deterministic);
     DevBuf ws(plan.workspace_bytes);
     flash::FwdParams fp = bench::forward_params(fs, c.dtype, t, plan.fwd.view());
-    fp.tile_rows = plan.fwd.shape().rows;
     flash::run_forward(fp, nullptr);
     flash::BwdParams bp = bench::backward_params(fs, c.dtype, t, ws.p, plan.bwd.view());
     bp.deterministic = deterministic;

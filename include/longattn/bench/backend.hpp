@@ -33,6 +33,7 @@ struct Capabilities {
   bool forward = true;
   bool backward = true;
   bool dynamic_masks = false;        // block-sparse masks with per-KV-head patterns
+  bool q_row_stride = false;         // forward honours Tensors::q_row_stride (a head slice)
   std::string masks;                 // the masks it runs and the view it consumes, for --help
 };
 
@@ -60,6 +61,10 @@ struct Tensors {
   void* dq = nullptr;
   void* dk = nullptr;
   void* dv = nullptr;
+  // Elements between consecutive rows of Q and O, 0 for packed rows (heads_q x head_dim): Q and O
+  // may be a slice of the heads of wider tensors. Only a forward whose backend has
+  // Capabilities::q_row_stride honours it; the harness never sets it.
+  std::int64_t q_row_stride = 0;
 };
 
 // A prepared case. forward/backward are the timed region: on a GPU they only enqueue work on

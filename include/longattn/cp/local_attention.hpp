@@ -10,7 +10,9 @@
 //     contribution, computed from the FINAL O and LSE of the rows (D = rowsum(dO * O) then belongs
 //     to the full row, so the contributions of all key blocks sum to the exact gradient).
 // Plans are only made for non-empty sub-masks; the algorithms skip empty steps.
+#include <cstddef>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "longattn/cp/device.hpp"
@@ -23,6 +25,14 @@ class LocalPlan {
  public:
   virtual ~LocalPlan() = default;
   virtual void forward(TensorRef q, TensorRef k, TensorRef v, TensorRef o, TensorRef lse) = 0;
+  // The forward of a head slice: Q and O start at the slice's first head of tensors whose rows are
+  // q_row_stride elements apart (the plan's heads_q x head_dim of each row are read and written).
+  // Only where LocalAttention::slices_heads().
+  virtual void forward_slice(TensorRef q, TensorRef k, TensorRef v, TensorRef o, TensorRef lse,
+                             std::size_t q_row_stride) {
+    (void)q, (void)k, (void)v, (void)o, (void)lse, (void)q_row_stride;
+    throw std::logic_error("this kernel's forward takes packed rows only");
+  }
   virtual void backward(TensorRef q, TensorRef k, TensorRef v, TensorRef o, TensorRef lse,
                         TensorRef d_o, TensorRef dq, TensorRef dk, TensorRef dv) = 0;
 };
@@ -33,6 +43,9 @@ class LocalAttention {
   virtual std::string name() const = 0;
   // dtype of the per-step O and dQ/dK/dV it writes for activations of dtype `activations`.
   virtual DType step_dtype(DType activations) const = 0;
+  // Whether its plans' forward_slice reads Q and writes O in place, rows apart (else the caller
+  // packs a slice's rows first).
+  virtual bool slices_heads() const { return false; }
   // Setup outside timing for one (shape, non-empty mask); with `backward` the plan serves both
   // passes, else the forward only. Throws bench::Unsupported when the kernel cannot run it (the
   // reason says why), InputError for bad input.
@@ -42,7 +55,9 @@ class LocalAttention {
 
 // The CPU reference (fp32): reference_forward / reference_backward over the sub-mask's row
 // intervals. threads: the reference's worker threads (1 when ranks share a few cores).
-std::unique_ptr<LocalAttention> make_reference_attention(int threads);
+// slices_heads: its plans take head slices in place (forward_slice), as the flash kernels do,
+// so that the algorithms' in-place paths run on CPUs too; else the algorithms pack them.
+std::unique_ptr<LocalAttention> make_reference_attention(int threads, bool slices_heads = false);
 
 // A GPU kernel by name ("flash", or a bench backend such as "cudnn" or "naive", which then must
 // accept the sub-masks' shapes). Throws InputError in a build without CUDA or for an unknown name.

@@ -176,6 +176,9 @@ struct MaskView {
   std::int32_t split = 0;
   std::int32_t mean_span = 0;  // MaskTiles::mean_span(), for the launches' scheduling choices
   std::int32_t descending = 0;  // MaskTiles::descending
+  // The tile shape it was prepared with (MaskTiles::shape): the launches pick the kernel's tile by
+  // it and reject a mask prepared for another kernel.
+  std::int32_t tile_rows = 0, tile_cols = 0;
 };
 
 // A MaskTiles copied to the device in one allocation (movable; a moved-from one is not used).
@@ -218,9 +221,9 @@ struct FwdParams {
   // Heads one CTA runs in turn on its query tile, prefetching the next head's Q and first K
   // during the last key chunk (a divisor of heads_q); 0 = the default, 1.
   std::int32_t heads_per_cta = 0;
-  // Query rows of the mask's tiles: 0 or 128 (forward_tile), or 64 (forward_tile(d, 64), which
-  // block-sparse plans of small blocks use): the mask's shape().rows.
-  std::int32_t tile_rows = 0;
+  // Elements between consecutive rows of Q and O: 0 for packed rows (heads_q x head_dim); more
+  // when Q and O are a slice of the heads of wider tensors (context parallelism's gather groups).
+  std::int64_t q_row_stride = 0;
 };
 
 struct BwdParams {
@@ -257,6 +260,11 @@ std::size_t backward_workspace_bytes(const Shape& s, bool deterministic, bool sp
 void validate_shape(const Shape& s, std::string_view who, bool (*head_dim_ok)(int),
                     std::string_view head_dims);
 
+// p.q_row_stride resolved: heads_q x head_dim for 0. Throws InputError naming `who` when it is
+// shorter than a row or not a multiple of 8 elements (rows start on 16 bytes: vector and TMA
+// loads).
+std::int64_t q_row_stride(const FwdParams& p, std::string_view who);
+
 // The backward's key-major prepared mask of a static mask in `tile` (a kernel's backward tile):
 // one CTA walks a key tile for every query head of its group; with allow_split, key tiles heavier
 // than a fair share of the current device's SMs are split (dK, dV then go through the workspace).
@@ -288,5 +296,10 @@ Plan make_plan(const SliceMask& m, const Shape& shape, bool backward, bool deter
 // (by default the portable forward's, rows by the blocks' size).
 Plan make_plan(const BlockSparseMask& m, const Shape& shape, bool backward, bool deterministic,
                std::optional<TileShape> fwd_tile = {});
+// Query rows of the forward's tiles for a block-sparse mask: 64 when its blocks are at most 96
+// long on average (a 128-row tile over two blocks of 64 visits the union of their kept lists:
+// 1.5 x the kept area at keep 0.5), else 128. LONGATTN_FLASH_SPARSE_FWD_ROWS = 64 or 128
+// overrides (measurements).
+int sparse_forward_rows(const BlockSparseMask& m);
 
 }  // namespace longattn::flash

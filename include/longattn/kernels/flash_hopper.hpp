@@ -16,6 +16,10 @@ using flash::Stream;
 // The tile shape the kernel is compiled for (p.mask of run_forward must be prepared with it:
 // make_plan below).
 TileShape forward_tile(int head_dim);
+// The split-tile forward's tiles (64 rows, 64-key chunks; each consumer warpgroup runs its own
+// tiles), which make_plan picks for block-sparse masks of small blocks. run_forward runs a mask
+// prepared with either shape.
+TileShape split_forward_tile();
 bool supported_head_dim(int head_dim);  // forward and backward
 
 // Throws InputError on unsupported shapes (head_dim, heads), std::runtime_error on launch

@@ -81,6 +81,8 @@ DeviceMask::DeviceMask(const MaskTiles& host) : shape_(host.shape), issued_area_
   view_.split = host.split ? 1 : 0;
   view_.mean_span = std::int32_t(host.mean_span());
   view_.descending = host.descending ? 1 : 0;
+  view_.tile_rows = std::int32_t(host.shape.rows);
+  view_.tile_cols = std::int32_t(host.shape.cols);
 }
 
 }  // namespace longattn::flash

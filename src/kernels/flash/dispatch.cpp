@@ -43,6 +43,16 @@ void validate_shape(const Shape& s, std::string_view who, bool (*head_dim_ok)(in
     throw InputError(fmt::format("{}: softmax scale {} must be positive", who, s.scale));
 }
 
+std::int64_t q_row_stride(const FwdParams& p, std::string_view who) {
+  const std::int64_t row = std::int64_t(p.shape.heads_q) * p.shape.head_dim;
+  if (p.q_row_stride == 0) return row;
+  if (p.q_row_stride < row || p.q_row_stride % 8 != 0)
+    throw InputError(fmt::format("{}: Q/O row stride {} must be at least heads_q x head_dim = {} "
+                                 "and a multiple of 8",
+                                 who, p.q_row_stride, row));
+  return p.q_row_stride;
+}
+
 TileShape forward_tile(int head_dim) {
   if (head_dim == 64) return {FwdTile<64>::kRows, FwdTile<64>::kCols};
   return {FwdTile<128>::kRows, FwdTile<128>::kCols};
@@ -81,9 +91,15 @@ void run_forward(const FwdParams& p, Stream stream) {
   if (p.mask.num_items / (p.mask.item_heads ? p.shape.heads_kv : 1) > 65535)
     throw InputError(fmt::format("flash forward: {} query tiles exceed one launch's grid",
                                  p.mask.num_items));
-  if (p.tile_rows != 0 && p.tile_rows != 64 && p.tile_rows != 128)
-    throw InputError(fmt::format("flash forward: tiles of {} rows (64 or 128)", p.tile_rows));
+  const TileShape tall = forward_tile(p.shape.head_dim), short_ = forward_tile(p.shape.head_dim, 64);
+  auto is = [&](TileShape t) { return p.mask.tile_rows == t.rows && p.mask.tile_cols == t.cols; };
+  if (!is(tall) && !is(short_))
+    throw InputError(fmt::format("flash forward: a mask prepared for {} x {} tiles; this kernel "
+                                 "runs {} x {} or {} x {} (flash::make_plan)",
+                                 p.mask.tile_rows, p.mask.tile_cols, tall.rows, tall.cols,
+                                 short_.rows, short_.cols));
   FwdParams q = p;
+  q.q_row_stride = q_row_stride(p, "flash forward");
   // Several heads per CTA (each prefetching the next one's first loads) measured no faster on
   // H100, even for short document tiles, and coarser work hurt masks with uneven rows.
   if (q.heads_per_cta == 0) q.heads_per_cta = 1;

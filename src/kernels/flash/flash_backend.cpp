@@ -35,7 +35,6 @@ class FlashPlan final : public Plan {
 
   void forward(const Tensors& t, Stream stream) override {
     flash::FwdParams p = forward_params(shape_, dtype_, t, plan_.fwd.view());
-    p.tile_rows = plan_.fwd.shape().rows;
     flash::run_forward(p, stream);
   }
 
@@ -67,6 +66,7 @@ class FlashBackend final : public Backend {
     caps_.forward = true;
     caps_.backward = true;
     caps_.dynamic_masks = true;
+    caps_.q_row_stride = true;
     caps_.masks =
         "all 12 static masks: document-aligned tiles of the canonical mask, exact bitmasks on "
         "partial tiles; block-sparse masks: per-KV-head tiles of the kept blocks";

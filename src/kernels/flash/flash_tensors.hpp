@@ -1,6 +1,8 @@
 #pragma once
 // What the flash-family backends (flash, flash_hopper) share on the host: the kernels' shape and
 // dtype from a benchmark problem, and their parameter blocks filled from the case's tensors.
+#include <stdexcept>
+
 #include "longattn/bench/backend.hpp"
 #include "longattn/kernels/flash.hpp"
 
@@ -26,12 +28,15 @@ inline flash::FwdParams forward_params(const flash::Shape& shape, flash::DType d
   p.o = t.o;
   p.lse = t.lse;
   p.mask = mask;
+  p.q_row_stride = t.q_row_stride;
   return p;
 }
 
 inline flash::BwdParams backward_params(const flash::Shape& shape, flash::DType dtype,
                                         const Tensors& t, void* workspace,
                                         const flash::MaskView& mask) {
+  if (t.q_row_stride != 0)
+    throw std::logic_error("the flash backward takes packed rows only (Tensors::q_row_stride)");
   flash::BwdParams p;
   p.shape = shape;
   p.dtype = dtype;

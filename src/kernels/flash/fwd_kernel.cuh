@@ -86,7 +86,7 @@ __global__ void __launch_bounds__(K::kThreads, K::kMinBlocks) flash_fwd_kernel(c
   const Item item = load_item(p.mask, blockIdx.z * gridDim.y + blockIdx.y);
   const int q0 = item.outer_begin;
   const int valid_q = item.outer_end - item.outer_begin;
-  const std::int64_t q_stride = std::int64_t(s.heads_q) * D;
+  const std::int64_t q_stride = p.q_row_stride;  // resolved by run_forward
   const std::int64_t kv_stride = std::int64_t(s.heads_kv) * D;
   const T* gq0 = static_cast<const T*>(p.q) + q0 * q_stride;
   const T* gk0 = static_cast<const T*>(p.k);
@@ -341,7 +341,7 @@ void launch_forward(const FwdParams& p, Stream stream) {
   if (p.mask.num_items == 0) return;
   using Rows128 = std::integral_constant<int, 128>;
   using Rows64 = std::integral_constant<int, 64>;
-  if (p.tile_rows == 64) {
+  if (p.mask.tile_rows == 64) {
     if (p.mask.has_partial)
       launch(std::true_type{}, Rows64{});
     else

@@ -79,17 +79,13 @@ std::vector<BlockLists> device_k_to_q(const BlockSparseMask& m) {
   return out;
 }
 
-// Query rows of the forward's tiles: 64 when blocks are at most 96 long on average, so that a
-// tile's rows mostly share one kept list (a 128-row tile over two blocks of 64 visits the union
-// of their lists: 1.5 x the kept area at keep 0.5). LONGATTN_FLASH_SPARSE_FWD_ROWS = 64 or 128
-// overrides (measurements).
-int forward_rows(const BlockSparseMask& m) {
+}  // namespace
+
+int sparse_forward_rows(const BlockSparseMask& m) {
   if (const char* e = std::getenv("LONGATTN_FLASH_SPARSE_FWD_ROWS"))
     return std::string_view(e) == "64" ? 64 : 128;
   return m.seqlen() <= 96 * m.blocks().num_blocks() ? 64 : 128;
 }
-
-}  // namespace
 
 Plan make_plan(const BlockSparseMask& m, const Shape& shape, bool backward, bool deterministic,
                std::optional<TileShape> fwd_tile) {
@@ -116,7 +112,7 @@ Plan make_plan(const BlockSparseMask& m, const Shape& shape, bool backward, bool
   fwd.heads = shared ? shape.heads_q : group;
   plan.fwd = to_device(
       prepare_block_sparse_mask(
-          m, fwd_tile.value_or(forward_tile(shape.head_dim, forward_rows(m))), false, fwd));
+          m, fwd_tile.value_or(forward_tile(shape.head_dim, sparse_forward_rows(m))), false, fwd));
   if (backward) {
     PrepareOptions opt;
     opt.passes = group;

@@ -34,6 +34,8 @@ TileShape forward_tile(int head_dim) {
   return {FwdTile::kRows, wide ? FwdTile::kWideCols : FwdTile::kCols};
 }
 
+TileShape split_forward_tile() { return {FwdTile::kSplitRows, FwdTile::kSplitCols}; }
+
 void run_forward(const FwdParams& p, Stream stream) {
   const flash::Shape& s = p.shape;
   flash::validate_shape(s, "flash_hopper forward", supported_head_dim, "64 or 128");
@@ -44,11 +46,20 @@ void run_forward(const FwdParams& p, Stream stream) {
                                  p.mask.num_items));
   if (s.heads_q > 65535)
     throw InputError(fmt::format("flash_hopper forward: {} heads exceed one launch's grid", s.heads_q));
-  const bool bf16 = p.dtype == DType::bf16;
+  const TileShape tile = forward_tile(s.head_dim), split = split_forward_tile();
+  auto is = [&](TileShape t) { return p.mask.tile_rows == t.rows && p.mask.tile_cols == t.cols; };
+  if (!is(tile) && !is(split))
+    throw InputError(fmt::format("flash_hopper forward: a mask prepared for {} x {} tiles; this "
+                                 "kernel runs {} x {} or {} x {} (flash_hopper::make_plan)",
+                                 p.mask.tile_rows, p.mask.tile_cols, tile.rows, tile.cols,
+                                 split.rows, split.cols));
+  FwdParams q = p;
+  q.q_row_stride = flash::q_row_stride(p, "flash_hopper forward");
+  const bool bf16 = q.dtype == DType::bf16;
   if (s.head_dim == 64)
-    bf16 ? launch_forward<DType::bf16, 64>(p, stream) : launch_forward<DType::fp16, 64>(p, stream);
+    bf16 ? launch_forward<DType::bf16, 64>(q, stream) : launch_forward<DType::fp16, 64>(q, stream);
   else
-    bf16 ? launch_forward<DType::bf16, 128>(p, stream) : launch_forward<DType::fp16, 128>(p, stream);
+    bf16 ? launch_forward<DType::bf16, 128>(q, stream) : launch_forward<DType::fp16, 128>(q, stream);
 }
 
 TileShape backward_tile(int head_dim) {
@@ -62,8 +73,12 @@ flash::Plan make_plan(const SliceMask& m, const flash::Shape& shape, bool backwa
   return flash::make_plan(m, shape, backward, false, forward_tile(shape.head_dim));
 }
 
+// Small blocks run split tiles (64 rows, 64-key chunks: kSplit), which visit exactly a query
+// block's kept key blocks; 128-row tiles would visit the union of two blocks' lists.
 flash::Plan make_plan(const BlockSparseMask& m, const flash::Shape& shape, bool backward) {
-  return flash::make_plan(m, shape, backward, false, forward_tile(shape.head_dim));
+  const bool small_blocks = flash::sparse_forward_rows(m) == FwdTile::kSplitRows;
+  return flash::make_plan(m, shape, backward, false,
+                          small_blocks ? split_forward_tile() : forward_tile(shape.head_dim));
 }
 
 void run_backward(const BwdParams& p, Stream stream) {

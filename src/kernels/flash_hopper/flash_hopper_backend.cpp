@@ -62,6 +62,7 @@ class HopperBackend final : public Backend {
     caps_.forward = true;
     caps_.backward = true;
     caps_.dynamic_masks = true;
+    caps_.q_row_stride = true;
     caps_.masks =
         "all 12 static masks and block-sparse (uniform, variable; per-KV-head patterns): the "
         "flash kernels' prepared mask (128 x 128 tiles forward, 64 x 128 key-major backward), "

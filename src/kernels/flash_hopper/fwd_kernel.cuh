@@ -19,6 +19,10 @@
 //               that one's softmax runs under the other's GEMMs;
 //   persistent  one CTA per SM walks (work item, head) units in a snake order; the producer loads
 //               the next unit's Q and first chunks while the consumers finish and store the last.
+// Split tiles (kSplit, block-sparse masks of small blocks): each consumer warpgroup walks units of
+// its own, 64-row tiles over 64-key chunks, with its own Q tile and K/V ring fed by its own
+// producer thread; the CTA is then two independent pipelines (no ping-pong: their chunk counts
+// differ), and a tile's rows visit exactly their query block's kept key blocks.
 //
 // The layouts, descriptors and TMA boxes come from CuTe (CUTLASS headers); the pipeline, masking,
 // softmax, scheduling and epilogue are longattn's own.
@@ -109,29 +113,35 @@ struct Config {
   static constexpr bool kPingPong = (kFlags & FwdFlags::kPingPong) != 0;
   static constexpr bool kPersistent = (kFlags & FwdFlags::kPersistent) != 0;
   static constexpr bool kWide = (kFlags & FwdFlags::kWide) != 0;
-  static constexpr int kBlockM = FwdTile::kRows;
-  static constexpr int kBlockN = kWide ? FwdTile::kWideCols : FwdTile::kCols;
+  static constexpr bool kSplit = (kFlags & FwdFlags::kSplit) != 0;
+  static constexpr int kConsumerWGs = 2;
+  // Units a CTA runs side by side: one per consumer warpgroup when split, else one for both.
+  static constexpr int kUnits = kSplit ? kConsumerWGs : 1;
+  static constexpr int kBlockM = kSplit ? FwdTile::kSplitRows : FwdTile::kRows;  // rows of a unit
+  static constexpr int kBlockN =
+      kSplit ? FwdTile::kSplitCols : kWide ? FwdTile::kWideCols : FwdTile::kCols;
   static constexpr int kSCols = kBlockN / 4;  // columns of S per thread (2 rows each)
   // D = 64 tiles are half the bytes: a deeper ring costs little shared memory.
   static constexpr int kStages = D == 64 ? 4 : 2;
-  static constexpr int kConsumerWGs = kBlockM / 64;
   static constexpr int kThreads = 128 * (kConsumerWGs + 1);
   static constexpr int kConsumerWarps = 4 * kConsumerWGs;
+  static constexpr int kUnitWarps = kConsumerWarps / kUnits;  // consumer warps of one unit
   static constexpr int kWords = kBlockN / 32;      // bitmask words per row of a partial chunk
   static constexpr float kRescaleSlack = 8.f;     // log2 units (see the portable kernel)
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;
   static_assert(kBlockN % 32 == 0, "RowBits covers whole bitmask words");
   static_assert(!kWide || D == 128, "wide chunks at head dim 128 only");
-  static_assert(kConsumerWGs == 2, "ping-pong and the barrier ids assume two consumer warpgroups");
+  static_assert(kBlockM == 64 * kConsumerWGs / kUnits, "64 rows per consumer warpgroup");
+  static_assert(!(kSplit && (kPingPong || kWide)), "split tiles: no ping-pong, no wide chunks");
 
   using BM = cute::Int<kBlockM>;
   using BN = cute::Int<kBlockN>;
   using BD = cute::Int<D>;
   using BS = cute::Int<kStages>;
 
-  // wgmma: S (128 x 128, K = D), two warpgroups along M; O (128 x D, K = 128 keys).
-  using AtomLayout = cute::Layout<cute::Shape<cute::Int<kConsumerWGs>, cute::_1, cute::_1>>;
+  // wgmma: S (kBlockM x kBlockN, K = D), the unit's warpgroups along M; O (kBlockM x D, K = keys).
+  using AtomLayout = cute::Layout<cute::Shape<cute::Int<kBlockM / 64>, cute::_1, cute::_1>>;
   using MmaQK = decltype(cute::make_tiled_mma(
       cute::GMMA::ss_op_selector<T, T, float, cute::Shape<cute::_64, BN, BD>>(), AtomLayout{}));
   using MmaPV = decltype(cute::make_tiled_mma(
@@ -152,15 +162,17 @@ struct Config {
   static constexpr int kQBytes = kBlockM * D * int(sizeof(T));
   static constexpr int kKVBytes = kBlockN * D * int(sizeof(T));  // one stage of K (or V)
 
+  // Per unit slot (kUnits): its Q tile, its K/V ring and their barriers.
   struct alignas(1024) Shared {
-    cute::array_aligned<T, cute::cosize_v<SmemQ>, 1024> q;
-    cute::array_aligned<T, cute::cosize_v<SmemKV>, 1024> k;
-    cute::array_aligned<T, cute::cosize_v<SmemKV>, 1024> v;
-    cute::array_aligned<T, kBlockM * D, 1024> o;  // epilogue staging, 16-byte chunks swizzled
-    alignas(16) std::uint64_t q_full;
-    std::uint64_t q_empty;  // both consumer warpgroups issued their last S of the tile
-    std::uint64_t k_full[kStages], v_full[kStages];
-    std::uint64_t k_empty[kStages], v_empty[kStages];
+    cute::array_aligned<T, cute::cosize_v<SmemQ>, 1024> q[kUnits];
+    cute::array_aligned<T, cute::cosize_v<SmemKV>, 1024> k[kUnits];
+    cute::array_aligned<T, cute::cosize_v<SmemKV>, 1024> v[kUnits];
+    // Epilogue staging, 64 rows per consumer warpgroup, 16-byte chunks swizzled.
+    cute::array_aligned<T, 64 * kConsumerWGs * D, 1024> o;
+    alignas(16) std::uint64_t q_full[kUnits];
+    std::uint64_t q_empty[kUnits];  // the unit's consumer warpgroups issued their last S of it
+    std::uint64_t k_full[kUnits][kStages], v_full[kUnits][kStages];
+    std::uint64_t k_empty[kUnits][kStages], v_empty[kUnits][kStages];
   };
   static constexpr int kSmem = int(sizeof(Shared));
   static_assert(kSmem <= 227 * 1024, "shared memory");
@@ -221,13 +233,15 @@ __host__ __device__ __forceinline__ std::int64_t num_units_of(const FwdParams& p
   return std::int64_t(p.mask.num_items) * per_item;
 }
 
-template <bool kPersistent>
-__device__ __forceinline__ int unit_of_round(int round, int num_units) {
+// A CTA has kUnits unit slots (split tiles: one per consumer warpgroup); slot s of CTA b walks as
+// the launch's (b kUnits + s)-th of gridDim.x kUnits.
+template <bool kPersistent, int kUnits>
+__device__ __forceinline__ int unit_of_round(int round, int num_units, int slot) {
+  const int g = int(gridDim.x) * kUnits, b = int(blockIdx.x) * kUnits + slot;
   if constexpr (kPersistent) {
-    const int g = int(gridDim.x), b = int(blockIdx.x);
     return round * g + ((round & 1) ? g - 1 - b : b);
   } else {
-    return round == 0 ? int(blockIdx.x) : num_units;
+    return round == 0 ? b : num_units;
   }
 }
 
@@ -253,13 +267,15 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (threadIdx.x == 0) {
-    TxBarrier::init(&ss.q_full, 1);
-    Barrier::init(&ss.q_empty, C::kConsumerWarps);
-    for (int s = 0; s < kStages; ++s) {
-      TxBarrier::init(&ss.k_full[s], 1);
-      TxBarrier::init(&ss.v_full[s], 1);
-      Barrier::init(&ss.k_empty[s], C::kConsumerWarps);
-      Barrier::init(&ss.v_empty[s], C::kConsumerWarps);
+    for (int u = 0; u < C::kUnits; ++u) {
+      TxBarrier::init(&ss.q_full[u], 1);
+      Barrier::init(&ss.q_empty[u], C::kUnitWarps);
+      for (int s = 0; s < kStages; ++s) {
+        TxBarrier::init(&ss.k_full[u][s], 1);
+        TxBarrier::init(&ss.v_full[u][s], 1);
+        Barrier::init(&ss.k_empty[u][s], C::kUnitWarps);
+        Barrier::init(&ss.v_empty[u][s], C::kUnitWarps);
+      }
     }
     cutlass::arch::fence_barrier_init();
   }
@@ -273,13 +289,14 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   if (warp < 4) {
     // ---- producer warpgroup -----------------------------------------------------------------
     cutlass::arch::warpgroup_reg_dealloc<C::kProducerRegs>();
-    if (warp != 0 || lane != 0) return;
+    if (warp >= C::kUnits || lane != 0) return;
+    const int slot = warp;  // the unit slot this thread feeds
     Tensor mQ = kp.tma_q.get_tma_tensor(make_shape(p.shape.seqlen_q, Int<D>{}, p.shape.heads_q));
     Tensor mK = kp.tma_k.get_tma_tensor(make_shape(p.shape.seqlen_k, Int<D>{}, p.shape.heads_kv));
     Tensor mV = kp.tma_v.get_tma_tensor(make_shape(p.shape.seqlen_k, Int<D>{}, p.shape.heads_kv));
-    Tensor sQ = make_tensor(make_smem_ptr(ss.q.data()), typename C::SmemQ{});
-    Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename C::SmemKV{});
-    Tensor sV = make_tensor(make_smem_ptr(ss.v.data()), typename C::SmemKV{});
+    Tensor sQ = make_tensor(make_smem_ptr(ss.q[slot].data()), typename C::SmemQ{});
+    Tensor sK = make_tensor(make_smem_ptr(ss.k[slot].data()), typename C::SmemKV{});
+    Tensor sV = make_tensor(make_smem_ptr(ss.v[slot].data()), typename C::SmemKV{});
     auto tile_q = Shape<Int<C::kBlockM>, Int<D>>{};
     auto tile_kv = Shape<Int<C::kBlockN>, Int<D>>{};
     auto cta_q = kp.tma_q.get_slice(_0{});
@@ -291,7 +308,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     Ring ring;
     int q_phase = 0;
     for (int round = 0;; ++round) {
-      const int unit = unit_of_round<C::kPersistent>(round, num_units);
+      const int unit = unit_of_round<C::kPersistent, C::kUnits>(round, num_units, slot);
       if (unit >= num_units) break;
       const Unit u = unit_coords(unit, p.mask, heads, group, kp.head_major);
       const int h = u.head, hk = h / group;
@@ -300,28 +317,28 @@ __global__ void __launch_bounds__(C::kThreads, 1)
       cur.init(item);
       if (cur.done()) continue;  // no key: the consumers write the empty rows alone
 
-      // Q: rows [q0, q0 + 128) of head h (rows past seqlen_q arrive as zeros), once the
+      // Q: rows [q0, q0 + kBlockM) of head h (rows past seqlen_q arrive as zeros), once the
       // consumers issued the previous tile's last S.
       Tensor gQ = local_tile(domain_offset(make_coord(item.outer_begin, _0{}), mQ(_, _, h)), tile_q,
                              make_coord(_0{}, _0{}));
-      Barrier::wait(&ss.q_empty, q_phase ^ 1);
-      TxBarrier::arrive_and_expect_tx(&ss.q_full, C::kQBytes);
-      copy(kp.tma_q.with(ss.q_full), cta_q.partition_S(gQ), tQsQ);
+      Barrier::wait(&ss.q_empty[slot], q_phase ^ 1);
+      TxBarrier::arrive_and_expect_tx(&ss.q_full[slot], C::kQBytes);
+      copy(kp.tma_q.with(ss.q_full[slot]), cta_q.partition_S(gQ), tQsQ);
       q_phase ^= 1;
       for (; !cur.done(); cur.next(p.mask)) {
-        // Keys [pos, pos + 128): a short chunk's extra keys are loaded too (masked by its bits;
+        // Keys [pos, pos + kBlockN): a short chunk's extra keys are loaded too (masked by its bits;
         // past seqlen_k they are zeros).
         Tensor gK = local_tile(domain_offset(make_coord(cur.pos, _0{}), mK(_, _, hk)), tile_kv,
                                make_coord(_0{}, _0{}));
         Tensor gV = local_tile(domain_offset(make_coord(cur.pos, _0{}), mV(_, _, hk)), tile_kv,
                                make_coord(_0{}, _0{}));
-        Barrier::wait(&ss.k_empty[ring.stage], ring.phase ^ 1);
-        TxBarrier::arrive_and_expect_tx(&ss.k_full[ring.stage], C::kKVBytes);
-        copy(kp.tma_k.with(ss.k_full[ring.stage]), cta_k.partition_S(gK),
+        Barrier::wait(&ss.k_empty[slot][ring.stage], ring.phase ^ 1);
+        TxBarrier::arrive_and_expect_tx(&ss.k_full[slot][ring.stage], C::kKVBytes);
+        copy(kp.tma_k.with(ss.k_full[slot][ring.stage]), cta_k.partition_S(gK),
              tKsK(_, _, _, ring.stage));
-        Barrier::wait(&ss.v_empty[ring.stage], ring.phase ^ 1);
-        TxBarrier::arrive_and_expect_tx(&ss.v_full[ring.stage], C::kKVBytes);
-        copy(kp.tma_v.with(ss.v_full[ring.stage]), cta_v.partition_S(gV),
+        Barrier::wait(&ss.v_empty[slot][ring.stage], ring.phase ^ 1);
+        TxBarrier::arrive_and_expect_tx(&ss.v_full[slot][ring.stage], C::kKVBytes);
+        copy(kp.tma_v.with(ss.v_full[slot][ring.stage]), cta_v.partition_S(gV),
              tVsV(_, _, _, ring.stage));
         ring.advance();
       }
@@ -332,18 +349,22 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   // ---- consumer warpgroups --------------------------------------------------------------------
   cutlass::arch::warpgroup_reg_alloc<C::kConsumerRegs>();
   const int ctid = threadIdx.x - 128;         // 0 .. 255
-  const int cwg = ctid / 128;                 // consumer warpgroup: rows [64 cwg, 64 cwg + 64)
+  const int cwg = ctid / 128;                 // consumer warpgroup
+  const int slot = C::kSplit ? cwg : 0;       // its unit slot
+  const int utid = C::kSplit ? ctid % 128 : ctid;  // thread of the unit's MMAs
+  // The warpgroup's first row in its unit's tile: 64 cwg, or 0 with split tiles (a unit each).
+  const int row_base = C::kSplit ? 0 : 64 * cwg;
   const int g = lane / 4, tq = lane % 4;
   // This thread's two rows of S and O in the tile (hh = 0, 1): the wgmma accumulator layout.
-  const int row0 = 64 * cwg + 16 * ((ctid % 128) / 32) + g;
+  const int row0 = row_base + 16 * ((ctid % 128) / 32) + g;
 
   typename C::MmaQK mma_qk;
   typename C::MmaPV mma_pv;
-  auto thr_qk = mma_qk.get_thread_slice(ctid);
-  auto thr_pv = mma_pv.get_thread_slice(ctid);
-  Tensor sQ = make_tensor(make_smem_ptr(ss.q.data()), typename C::SmemQ{});
-  Tensor sK = make_tensor(make_smem_ptr(ss.k.data()), typename C::SmemKV{});
-  Tensor sVt = make_tensor(make_smem_ptr(ss.v.data()), typename C::SmemVt{});
+  auto thr_qk = mma_qk.get_thread_slice(utid);
+  auto thr_pv = mma_pv.get_thread_slice(utid);
+  Tensor sQ = make_tensor(make_smem_ptr(ss.q[slot].data()), typename C::SmemQ{});
+  Tensor sK = make_tensor(make_smem_ptr(ss.k[slot].data()), typename C::SmemKV{});
+  Tensor sVt = make_tensor(make_smem_ptr(ss.v[slot].data()), typename C::SmemVt{});
   Tensor tSrQ = thr_qk.partition_fragment_A(sQ);   // descriptors (MMA, 1, D / 16)
   Tensor tSrK = thr_qk.partition_fragment_B(sK);   // (MMA, 1, D / 16, stage)
   Tensor tOrV = thr_pv.partition_fragment_B(sVt);  // (MMA, 1, keys / 16, stage)
@@ -463,23 +484,23 @@ __global__ void __launch_bounds__(C::kThreads, 1)
 
   // Rows of this warpgroup's half of a tile without any key: O = 0, LSE = -inf.
   auto write_empty_rows = [&](int q0, int valid_q, int h) {
-    const std::int64_t q_stride = std::int64_t(heads) * D;
+    const std::int64_t q_stride = p.q_row_stride;  // resolved by run_forward
     T* go = static_cast<T*>(p.o) + q0 * q_stride + h * D;
     for (int c = ctid % 128; c < 64 * (D / 8); c += 128) {
-      const int row = 64 * cwg + c / (D / 8), ch = c % (D / 8);
+      const int row = row_base + c / (D / 8), ch = c % (D / 8);
       if (row < valid_q)
         *reinterpret_cast<uint4*>(go + row * q_stride + ch * 8) = make_uint4(0, 0, 0, 0);
     }
     float* glse = p.lse + std::int64_t(h) * p.shape.seqlen_q + q0;
-    const int row = 64 * cwg + ctid % 128;
+    const int row = row_base + ctid % 128;
     if (ctid % 128 < 64 && row < valid_q) glse[row] = -INFINITY;
   };
 
   // O / l and LSE of this warpgroup's 64 rows, through its half of the staging tile.
   auto epilogue = [&](int q0, int valid_q, int h) {
-    const std::int64_t q_stride = std::int64_t(heads) * D;
+    const std::int64_t q_stride = p.q_row_stride;  // resolved by run_forward
     float* glse = p.lse + std::int64_t(h) * p.shape.seqlen_q + q0;
-    T* so = ss.o.data();
+    T* so = ss.o.data() + 64 * cwg * D;  // this warpgroup's 64 staging rows
     // The previous tile's rows must be out of the staging tile before they are overwritten.
     if constexpr (C::kPersistent) named_sync(kBarEpilogue + cwg, 128);
 #pragma unroll
@@ -488,7 +509,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
       l += __shfl_xor_sync(0xffffffffu, l, 1);
       l += __shfl_xor_sync(0xffffffffu, l, 2);
       const float inv = l > 0.f ? 1.f / l : 0.f;
-      const int row = row0 + 8 * hh;
+      const int row = row0 + 8 * hh, lr = row - row_base;  // in the tile, in the staging rows
       if (tq == 0 && row < valid_q)
         glse[row] = l > 0.f ? (row_max[hh] + log2f(l)) * kLn2 : -INFINITY;
       // Columns 8 dt + 2 tq + {0, 1}; 16-byte chunk dt of the row stored at chunk dt ^ (row % 8).
@@ -498,17 +519,17 @@ __global__ void __launch_bounds__(C::kThreads, 1)
         const T hi = static_cast<T>(tOrO(4 * dt + 2 * hh + 1) * inv);
         std::uint32_t packed = std::uint32_t(reinterpret_cast<const std::uint16_t&>(lo)) |
                                (std::uint32_t(reinterpret_cast<const std::uint16_t&>(hi)) << 16);
-        *reinterpret_cast<std::uint32_t*>(so + row * D + ((dt ^ (row & 7)) * 8) + 2 * tq) = packed;
+        *reinterpret_cast<std::uint32_t*>(so + lr * D + ((dt ^ (lr & 7)) * 8) + 2 * tq) = packed;
       }
     }
     named_sync(kBarEpilogue + cwg, 128);  // this warpgroup's 64 rows are staged
     T* go = static_cast<T*>(p.o) + q0 * q_stride + h * D;
     constexpr int kChunks = D / 8;  // 16-byte chunks per row
     for (int c = ctid % 128; c < 64 * kChunks; c += 128) {
-      const int row = 64 * cwg + c / kChunks, ch = c % kChunks;
+      const int lr = c / kChunks, row = row_base + lr, ch = c % kChunks;
       if (row < valid_q)
         *reinterpret_cast<uint4*>(go + row * q_stride + ch * 8) =
-            *reinterpret_cast<const uint4*>(so + row * D + ((ch ^ (row & 7)) * 8));
+            *reinterpret_cast<const uint4*>(so + lr * D + ((ch ^ (lr & 7)) * 8));
     }
   };
 
@@ -518,7 +539,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
   Ring ring;
   int q_phase = 0;
   for (int round = 0;; ++round) {
-    const int unit = unit_of_round<C::kPersistent>(round, num_units);
+    const int unit = unit_of_round<C::kPersistent, C::kUnits>(round, num_units, slot);
     if (unit >= num_units) break;
     const Unit u = unit_coords(unit, p.mask, heads, group, kp.head_major);
     const int h = u.head;
@@ -539,7 +560,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
       row_sum[hh] = 0.f;
       neg_max[hh] = 0.f;
     }
-    Barrier::wait(&ss.q_full, q_phase);
+    Barrier::wait(&ss.q_full[slot], q_phase);
     q_phase ^= 1;
     flash::RowBits<C::kWords> rb[2];
     float corr[2];
@@ -551,14 +572,14 @@ __global__ void __launch_bounds__(C::kThreads, 1)
       bool partial = C::kHasPartial && bits >= 0;
       if (partial) load_bits(bits, rb);
       Ring kv = ring;  // the chunk whose S is computed
-      Barrier::wait(&ss.k_full[kv.stage], kv.phase);
+      Barrier::wait(&ss.k_full[slot][kv.stage], kv.phase);
       turn_begin();
       issue_s(kv.stage);
       turn_end();
       warpgroup_wait<0>();
       warpgroup_fence_operand(tSrS);
-      release(&ss.k_empty[kv.stage]);
-      if (cur.done()) release(&ss.q_empty);
+      release(&ss.k_empty[slot][kv.stage]);
+      if (cur.done()) release(&ss.q_empty[slot]);
       softmax(partial, rb, corr);  // O is still 0: no rescale needed
       convert_p();
       Ring pv = kv;  // the chunk whose P V is computed
@@ -570,16 +591,16 @@ __global__ void __launch_bounds__(C::kThreads, 1)
         cur.next(p.mask);
         partial = C::kHasPartial && bits >= 0;
         if (partial) load_bits(bits, rb);
-        Barrier::wait(&ss.k_full[kv.stage], kv.phase);
-        Barrier::wait(&ss.v_full[pv.stage], pv.phase);
+        Barrier::wait(&ss.k_full[slot][kv.stage], kv.phase);
+        Barrier::wait(&ss.v_full[slot][pv.stage], pv.phase);
         turn_begin();
         issue_s(kv.stage);
         issue_pv(pv.stage);
         turn_end();
         warpgroup_wait<1>();  // S(j) done, P(j-1) V(j-1) may still run
         warpgroup_fence_operand(tSrS);
-        release(&ss.k_empty[kv.stage]);
-        if (cur.done()) release(&ss.q_empty);
+        release(&ss.k_empty[slot][kv.stage]);
+        if (cur.done()) release(&ss.q_empty[slot]);
         const bool rescale = softmax(partial, rb, corr);
         // The wait for P(j-1) V(j-1) in a basic block of its own (behind a branch that every
         // thread takes alike, scale > 0, between two distinct copies that are not merged back):
@@ -592,20 +613,20 @@ __global__ void __launch_bounds__(C::kThreads, 1)
           wgmma_wait_all<1>();
         warpgroup_fence_operand(tOrO);
         warpgroup_fence_operand(tOrP);
-        release(&ss.v_empty[pv.stage]);
+        release(&ss.v_empty[slot][pv.stage]);
         if (rescale) rescale_o(corr);
         convert_p();
         pv = kv;
         kv.advance();
       }
       // The last P V.
-      Barrier::wait(&ss.v_full[pv.stage], pv.phase);
+      Barrier::wait(&ss.v_full[slot][pv.stage], pv.phase);
       turn_begin();
       issue_pv(pv.stage);
       turn_end();
       warpgroup_wait<0>();
       warpgroup_fence_operand(tOrO);
-      release(&ss.v_empty[pv.stage]);
+      release(&ss.v_empty[slot][pv.stage]);
       ring = kv;
     } else {
       while (!cur.done()) {
@@ -613,23 +634,23 @@ __global__ void __launch_bounds__(C::kThreads, 1)
         cur.next(p.mask);
         const bool partial = C::kHasPartial && bits >= 0;
         if (partial) load_bits(bits, rb);
-        Barrier::wait(&ss.k_full[ring.stage], ring.phase);
+        Barrier::wait(&ss.k_full[slot][ring.stage], ring.phase);
         turn_begin();
         issue_s(ring.stage);
         turn_end();
         warpgroup_wait<0>();
         warpgroup_fence_operand(tSrS);
-        release(&ss.k_empty[ring.stage]);
-        if (cur.done()) release(&ss.q_empty);
+        release(&ss.k_empty[slot][ring.stage]);
+        if (cur.done()) release(&ss.q_empty[slot]);
         if (softmax(partial, rb, corr)) rescale_o(corr);
         convert_p();
-        Barrier::wait(&ss.v_full[ring.stage], ring.phase);
+        Barrier::wait(&ss.v_full[slot][ring.stage], ring.phase);
         turn_begin();
         issue_pv(ring.stage);
         turn_end();
         warpgroup_wait<0>();
         warpgroup_fence_operand(tOrO);
-        release(&ss.v_empty[ring.stage]);
+        release(&ss.v_empty[slot][ring.stage]);
         ring.advance();
       }
     }
@@ -661,18 +682,22 @@ void launch_config(const FwdParams& p, Stream stream) {
   struct Key {
     const void *q = nullptr, *k = nullptr, *v = nullptr;
     int seqlen_q = 0, seqlen_k = 0, heads_q = 0, heads_kv = 0, device = -1;
+    std::int64_t q_row_stride = 0;
     bool operator==(const Key&) const = default;
   };
   static thread_local Key cached_key;
   static thread_local KernelParams<C> kp{};
   static thread_local int num_sms = 0, l2_bytes = 0;
-  Key key{p.q, p.k, p.v, p.shape.seqlen_q, p.shape.seqlen_k, p.shape.heads_q, p.shape.heads_kv, 0};
+  Key key{p.q,        p.k, p.v, p.shape.seqlen_q, p.shape.seqlen_k, p.shape.heads_q,
+          p.shape.heads_kv, 0, p.q_row_stride};
   check_cuda(cudaGetDevice(&key.device), "cudaGetDevice");
   if (!(key == cached_key)) {
     auto gmem = [&](const void* ptr, int seqlen, int heads) {
       return seq_tensor<D>(static_cast<const T*>(ptr), seqlen, heads);
     };
-    kp.tma_q = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.q, p.shape.seqlen_q, p.shape.heads_q),
+    kp.tma_q = make_tma_copy(SM90_TMA_LOAD{},
+                             seq_tensor<D>(static_cast<const T*>(p.q), p.shape.seqlen_q,
+                                           p.shape.heads_q, p.q_row_stride),
                              typename C::SmemQ{}, Shape<Int<C::kBlockM>, Int<D>>{}, _1{});
     kp.tma_k = make_tma_copy(SM90_TMA_LOAD{}, gmem(p.k, p.shape.seqlen_k, p.shape.heads_kv),
                              take<0, 2>(typename C::SmemKV{}), Shape<Int<C::kBlockN>, Int<D>>{},
@@ -694,7 +719,8 @@ void launch_config(const FwdParams& p, Stream stream) {
   const std::int64_t units = num_units_of(p);
   if (units > std::int64_t(INT32_MAX))
     throw std::runtime_error("flash_hopper: too many (query tile, head) units for one launch");
-  const int grid = C::kPersistent ? int(std::min<std::int64_t>(units, num_sms)) : int(units);
+  const std::int64_t ctas = (units + C::kUnits - 1) / C::kUnits;
+  const int grid = C::kPersistent ? int(std::min<std::int64_t>(ctas, num_sms)) : int(ctas);
   kernel<<<grid, C::kThreads, C::kSmem, stream>>>(kp);
   check_cuda(cudaGetLastError(), "forward launch");
 }
@@ -711,6 +737,9 @@ template <DType Dt, int D>
 void launch_forward(const FwdParams& p, Stream stream) {
   using T = typename Elem<Dt>::type;
   if (p.mask.num_items == 0) return;
+  // Split tiles follow the plan (64-row tiles), with the one schedule built for them.
+  if (p.mask.tile_rows == FwdTile::kSplitRows)
+    return launch_flags<T, D, kOverlap | kPersistent | kSplit>(p, stream);
   // The flags values built (measured against each other, NOTES.md); p.mask must have been
   // prepared with forward_tile(D), which follows the same flags.
   switch (forward_flags() & kScheduleFlags) {

@@ -18,6 +18,10 @@ enum FwdFlags : int {
   kPersistent = 4,  // one CTA per SM over (tile, head) units
   kWide = 8,        // 160-key chunks at head dim 128 (FwdTile::kWideCols)
   kHeadMajor = 16,  // units KV head first where K, V spill L2 (a run-time choice per launch)
+  // Split tiles: each consumer warpgroup runs its own 64-row tiles over 64-key chunks, with its own
+  // Q, K and V buffers fed by its own producer thread. Chosen by the plan's tile height (64 rows:
+  // block-sparse masks of small blocks), not by the variable; always with overlap + persistent.
+  kSplit = 32,
 };
 constexpr int kScheduleFlags = kOverlap | kPingPong | kPersistent | kWide;  // compile-time ones
 constexpr int kDefaultFlags = kOverlap | kPingPong | kPersistent | kHeadMajor;
@@ -48,6 +52,8 @@ struct FwdTile {
   static constexpr int kRows = 128;      // queries per CTA: 2 consumer warpgroups x 64 rows
   static constexpr int kCols = 128;      // keys per chunk (one wgmma N)
   static constexpr int kWideCols = 160;  // keys per chunk with kWide
+  static constexpr int kSplitRows = 64;  // kSplit: queries per tile (one consumer warpgroup)
+  static constexpr int kSplitCols = 64;  // kSplit: keys per chunk
 };
 
 // Backward tile shape: the portable backward's (flash::backward_tile), so that its key-major
