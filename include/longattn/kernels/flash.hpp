@@ -265,6 +265,10 @@ void validate_shape(const Shape& s, std::string_view who, bool (*head_dim_ok)(in
 // loads).
 std::int64_t q_row_stride(const FwdParams& p, std::string_view who);
 
+// Throws InputError naming `who` unless m was prepared with tile shape a or b (the kernel's two):
+// a mask prepared for another kernel's tiles would run silently wrong.
+void check_mask_tiles(const MaskView& m, TileShape a, TileShape b, std::string_view who);
+
 // The backward's key-major prepared mask of a static mask in `tile` (a kernel's backward tile):
 // one CTA walks a key tile for every query head of its group; with allow_split, key tiles heavier
 // than a fair share of the current device's SMs are split (dK, dV then go through the workspace).

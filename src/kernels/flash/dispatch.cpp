@@ -53,6 +53,14 @@ std::int64_t q_row_stride(const FwdParams& p, std::string_view who) {
   return p.q_row_stride;
 }
 
+void check_mask_tiles(const MaskView& m, TileShape a, TileShape b, std::string_view who) {
+  auto is = [&](TileShape t) { return m.tile_rows == t.rows && m.tile_cols == t.cols; };
+  if (!is(a) && !is(b))
+    throw InputError(fmt::format("{}: a mask prepared for {} x {} tiles; this kernel runs {} x {} "
+                                 "or {} x {} (its make_plan)",
+                                 who, m.tile_rows, m.tile_cols, a.rows, a.cols, b.rows, b.cols));
+}
+
 TileShape forward_tile(int head_dim) {
   if (head_dim == 64) return {FwdTile<64>::kRows, FwdTile<64>::kCols};
   return {FwdTile<128>::kRows, FwdTile<128>::kCols};
@@ -91,13 +99,8 @@ void run_forward(const FwdParams& p, Stream stream) {
   if (p.mask.num_items / (p.mask.item_heads ? p.shape.heads_kv : 1) > 65535)
     throw InputError(fmt::format("flash forward: {} query tiles exceed one launch's grid",
                                  p.mask.num_items));
-  const TileShape tall = forward_tile(p.shape.head_dim), short_ = forward_tile(p.shape.head_dim, 64);
-  auto is = [&](TileShape t) { return p.mask.tile_rows == t.rows && p.mask.tile_cols == t.cols; };
-  if (!is(tall) && !is(short_))
-    throw InputError(fmt::format("flash forward: a mask prepared for {} x {} tiles; this kernel "
-                                 "runs {} x {} or {} x {} (flash::make_plan)",
-                                 p.mask.tile_rows, p.mask.tile_cols, tall.rows, tall.cols,
-                                 short_.rows, short_.cols));
+  check_mask_tiles(p.mask, forward_tile(p.shape.head_dim), forward_tile(p.shape.head_dim, 64),
+                   "flash forward");
   FwdParams q = p;
   q.q_row_stride = q_row_stride(p, "flash forward");
   // Several heads per CTA (each prefetching the next one's first loads) measured no faster on

@@ -46,13 +46,8 @@ void run_forward(const FwdParams& p, Stream stream) {
                                  p.mask.num_items));
   if (s.heads_q > 65535)
     throw InputError(fmt::format("flash_hopper forward: {} heads exceed one launch's grid", s.heads_q));
-  const TileShape tile = forward_tile(s.head_dim), split = split_forward_tile();
-  auto is = [&](TileShape t) { return p.mask.tile_rows == t.rows && p.mask.tile_cols == t.cols; };
-  if (!is(tile) && !is(split))
-    throw InputError(fmt::format("flash_hopper forward: a mask prepared for {} x {} tiles; this "
-                                 "kernel runs {} x {} or {} x {} (flash_hopper::make_plan)",
-                                 p.mask.tile_rows, p.mask.tile_cols, tile.rows, tile.cols,
-                                 split.rows, split.cols));
+  flash::check_mask_tiles(p.mask, forward_tile(s.head_dim), split_forward_tile(),
+                          "flash_hopper forward");
   FwdParams q = p;
   q.q_row_stride = flash::q_row_stride(p, "flash_hopper forward");
   const bool bf16 = q.dtype == DType::bf16;
